@@ -90,6 +90,8 @@ impl BuildOptions {
 /// A video (or index file) the builder could not use, and why.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Problem {
+    /// The video, folder or index file; for one bad row of an index, `index:line` (text files)
+    /// or `index: entry `key`` (JSON), so the user can jump to it.
     pub path: PathBuf,
     pub reason: String,
 }
