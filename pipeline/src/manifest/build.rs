@@ -91,7 +91,7 @@ impl BuildOptions {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Problem {
     /// The video, folder or index file; for one bad row of an index, `index:line` (text files)
-    /// or `index: entry `key`` (JSON), so the user can jump to it.
+    /// or `index: entry` plus the key (JSON), so the user can jump to it.
     pub path: PathBuf,
     pub reason: String,
 }
