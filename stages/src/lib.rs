@@ -1,1 +1,3 @@
 //! stages crate.
+
+pub mod decode;
