@@ -341,7 +341,9 @@ fn run_worker(
         .collect();
     let nstages = plans.len();
 
-    let mut input: InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<(u64, ManifestRow)>>> =
+    // Rows cross workers as JSON text: the manifest format skips empty optional fields, which a
+    // non-self-describing wire format (timely uses bincode) cannot read back.
+    let mut input: InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<(u64, String, String)>>> =
         InputHandle::new();
     let probe = ProbeHandle::new();
     let collected: Rc<RefCell<Vec<Event>>> = Default::default();
@@ -357,7 +359,7 @@ fn run_worker(
         input
             .to_stream(scope)
             .unary_frontier::<timely::container::CapacityContainerBuilder<Vec<Event>>, _, _, _>(
-                Exchange::new(|(_, row): &(u64, ManifestRow)| route_hash(&row.id)),
+                Exchange::new(|(_, id, _): &(u64, String, String)| route_hash(id)),
                 "StageChain",
                 move |cap, info| {
                     let wake = scope.worker().sync_activator_for(info.address.to_vec());
@@ -381,7 +383,16 @@ fn run_worker(
                     let mut cancelled_handled = false;
                     move |(input, frontier), output| {
                         input.for_each(|_time, data| {
-                            for (ordinal, row) in data.drain(..) {
+                            for (ordinal, id, json) in data.drain(..) {
+                                let row: ManifestRow = match serde_json::from_str(&json) {
+                                    Ok(r) => r,
+                                    Err(_) => {
+                                        if let Some(cp) = cap.as_ref() {
+                                            output.session(cp).give(Event::NotStarted(ordinal, id));
+                                        }
+                                        continue;
+                                    }
+                                };
                                 let info = ItemInfo {
                                     ordinal,
                                     row: row.clone(),
@@ -476,7 +487,8 @@ fn run_worker(
             .take()
             .unwrap_or_default();
         for (i, row) in rows.into_iter().enumerate() {
-            input.send((i as u64, row));
+            let json = serde_json::to_string(&row).expect("manifest rows serialise");
+            input.send((i as u64, row.id, json));
         }
     }
     drop(input);
