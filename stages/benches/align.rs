@@ -57,6 +57,7 @@ fn main() {
         );
     }
     let t = Instant::now();
+    let cpu0 = thread_cpu_ns();
     for _ in 0..reps {
         for (g, w, h, r) in &cases {
             sp.predict_into(
@@ -70,9 +71,21 @@ fn main() {
     }
     let n = reps * cases.len();
     let secs = t.elapsed().as_secs_f64();
+    let cpu = thread_cpu_ns()
+        .zip(cpu0)
+        .map(|(b, a)| (b - a) as f64 * 1e-9);
     println!(
-        "rust predict_into, 1 thread: {n} faces in {secs:.3} s = {:.0} faces/s ({:.1} us/face), checksum {checksum:.1}",
+        "rust predict_into, 1 thread: {n} faces, wall {secs:.3} s = {:.0} faces/s ({:.1} us/face); \
+         cpu {} ; checksum {checksum:.1}",
         n as f64 / secs,
-        1e6 * secs / n as f64
+        1e6 * secs / n as f64,
+        cpu.map_or("n/a".into(), |c| format!("{c:.3} s = {:.0} faces/s ({:.1} us/face)", n as f64 / c, 1e6 * c / n as f64)),
     );
+}
+
+/// This thread's CPU time in ns (Linux `schedstat`), so that numbers taken on a busy
+/// machine are not inflated by time spent waiting for a core.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
 }
