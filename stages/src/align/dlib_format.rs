@@ -232,7 +232,12 @@ impl<'a> DlibReader<'a> {
 fn ldexp_f32(x: f32, e: i32) -> f32 {
     let e = e.clamp(-1200, 1200);
     let half = e / 2;
-    ((x as f64) * 2f64.powi(half) * 2f64.powi(e - half)) as f32
+    ((x as f64) * pow2(half) * pow2(e - half)) as f32
+}
+
+/// `2^e` for `-1022 <= e <= 1023`, built from its bit pattern.
+fn pow2(e: i32) -> f64 {
+    f64::from_bits(((e + 1023) as u64) << 52)
 }
 
 #[cfg(test)]

@@ -298,11 +298,10 @@ impl ShapePredictor {
                 let mut i = 0usize;
                 while i < splits.len() {
                     let s = splits[i];
-                    i = if features[s.idx1 as usize] - features[s.idx2 as usize] > s.thresh {
-                        2 * i + 1
-                    } else {
-                        2 * i + 2
-                    };
+                    // Branch-free descent: the comparisons are data-dependent coin flips
+                    // that a branch predictor cannot learn.
+                    let left = features[s.idx1 as usize] - features[s.idx2 as usize] > s.thresh;
+                    i = 2 * i + 2 - left as usize;
                 }
                 tree.leaf_start + (i - splits.len()) as u32
             }));
@@ -423,7 +422,36 @@ fn prefetch(values: &[f32]) {
 /// dlib's float→integer point conversion: `floor(v + 0.5)`.
 #[inline]
 fn round_half_up(v: f64) -> i64 {
-    let r = (v + 0.5).floor();
-    // Saturate far-off-image coordinates instead of overflowing; they read as 0 anyway.
-    r.clamp(i64::MIN as f64 / 2.0, i64::MAX as f64 / 2.0) as i64
+    // floor via truncation (a single instruction, unlike `f64::floor` without SSE4.1).
+    // `as` saturates, so far-off-image or NaN coordinates become values that read as 0.
+    let y = v + 0.5;
+    let t = y as i64;
+    if (t as f64) > y {
+        t - 1
+    } else {
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_half_up;
+
+    #[test]
+    fn rounding_is_floor_of_half_up() {
+        for (v, r) in [
+            (0.5, 1),
+            (0.49, 0),
+            (-0.5, 0),
+            (-0.51, -1),
+            (-1.5, -1),
+            (2.0, 2),
+            (-3.2, -3),
+        ] {
+            assert_eq!(round_half_up(v), r, "{v}");
+            assert_eq!(round_half_up(v), (v + 0.5f64).floor() as i64, "{v}");
+        }
+        assert_eq!(round_half_up(f64::NAN), 0);
+        assert!(round_half_up(1e300) > 1 << 62);
+    }
 }
