@@ -81,6 +81,34 @@ fn main() {
         1e6 * secs / n as f64,
         cpu.map_or("n/a".into(), |c| format!("{c:.3} s = {:.0} faces/s ({:.1} us/face)", n as f64 / c, 1e6 * c / n as f64)),
     );
+
+    // All cores: one shared predictor, one scratch per thread.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let t = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                let mut scratch = PredictScratch::new();
+                let mut out = Vec::new();
+                for _ in 0..reps {
+                    for (g, w, h, r) in &cases {
+                        sp.predict_into(
+                            &GrayImage::packed(g, *w, *h).unwrap(),
+                            *r,
+                            &mut scratch,
+                            &mut out,
+                        );
+                    }
+                }
+            });
+        }
+    });
+    let secs = t.elapsed().as_secs_f64();
+    let n = threads * reps * cases.len();
+    println!(
+        "rust predict_into, {threads} threads: {n} faces, wall {secs:.3} s = {:.0} faces/s",
+        n as f64 / secs
+    );
 }
 
 /// This thread's CPU time in ns (Linux `schedstat`), so that numbers taken on a busy
