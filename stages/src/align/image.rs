@@ -95,8 +95,9 @@ impl<'a> GrayImage<'a> {
     }
 }
 
-/// Converts packed RGB (or, with `bgr = true`, OpenCV's BGR) bytes to grayscale with
-/// dlib's rule for `rgb_pixel` → `unsigned char`: `(r + g + b) / 3`, integer division.
+/// Converts packed 3-channel bytes to grayscale with dlib's rule for `rgb_pixel` →
+/// `unsigned char`: `(r + g + b) / 3`, integer division. The rule is symmetric in the
+/// channels, so OpenCV's BGR order gives the same result.
 ///
 /// This, not the luma weights OpenCV uses, is what dlib's predictor sees when Python
 /// passes it an RGB array; using it keeps our landmarks identical to dlib's.
