@@ -1,3 +1,4 @@
-//! stages crate.
+//! Media and training stages: decode, detect, align, crop, shard store, synthesis.
 
+pub mod align;
 pub mod decode;
