@@ -1,1 +1,52 @@
-fn main() {}
+//! `fakestormer`: preprocess deepfake-video corpora, train and evaluate FakeSTormer, check videos —
+//! every job driven by a declarative, reproducible pipeline spec.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "fakestormer", version, about, long_about = None)]
+struct Cli {
+    /// Only errors on stderr (no progress bars, no info logs).
+    #[arg(long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline spec (on this process, or as one process of a cluster).
+    Run(commands::run::RunArgs),
+    /// Check or print pipeline specs.
+    #[command(subcommand)]
+    Spec(commands::spec::SpecCommand),
+    /// Build manifests (one JSON line per video) for the public corpora or a folder.
+    #[command(subcommand)]
+    Manifest(commands::manifest::ManifestCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = if cli.quiet { "error" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Run(a) => commands::run::run(a, cli.quiet),
+        Command::Spec(c) => commands::spec::run(c),
+        Command::Manifest(c) => commands::manifest::run(c),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -8,6 +8,7 @@ pub mod atomic_file;
 pub mod chain;
 pub mod engine;
 pub mod manifest;
+pub mod naming;
 pub mod progress;
 pub mod provenance;
 pub mod registry;

@@ -1,4 +1,8 @@
-//! Media and training stages: decode, detect, align, crop, shard store, synthesis.
+//! Media and training stages: decode, detect, align, crop, shard store, synthesis. The
+//! [`catalog`] registers them as stage kinds for specs.
 
 pub mod align;
+pub mod catalog;
 pub mod decode;
+
+pub use catalog::register;

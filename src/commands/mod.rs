@@ -1,0 +1,15 @@
+//! One module per subcommand; each returns the process exit code.
+
+pub mod cluster;
+pub mod manifest;
+pub mod run;
+pub mod spec;
+
+use std::sync::Arc;
+
+/// Every stage kind and section this build knows.
+pub fn registry() -> Arc<pipeline::Registry> {
+    let mut r = pipeline::Registry::new();
+    stages::register(&mut r);
+    Arc::new(r)
+}

@@ -1,0 +1,94 @@
+//! `fakestormer run SPEC`: executes a pipeline spec and writes its outputs and `report.json`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::cluster::ClusterArgs;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pipeline spec (TOML).
+    pub spec: PathBuf,
+    /// Output folder (default: the spec's `output`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Installs the Ctrl-C handler: the first press stops admitting items (those in flight finish and
+/// are committed atomically), a second press exits at once.
+pub fn cancel_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            eprintln!("second interrupt: exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("interrupt: finishing items in flight, starting no new ones (Ctrl-C again to abort)");
+    });
+    flag
+}
+
+pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<i32> {
+    let registry = super::registry();
+    let spec = pipeline::load_spec(&args.spec, &registry).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cancel = cancel_flag();
+    let opts = pipeline::RunOptions {
+        out_dir: args.out.clone(),
+        quiet,
+        cancel: cancel.clone(),
+    };
+    let report = pipeline::run(&spec, registry, &args.cluster.options(), &opts)
+        .with_context(|| format!("running {}", args.spec.display()))?;
+    let Some(report) = report else {
+        if !quiet {
+            eprintln!("process {} done; process 0 writes the report", args.cluster.process);
+        }
+        return Ok(0);
+    };
+    let out = args.out.unwrap_or_else(|| PathBuf::from(&spec.spec.output));
+    summarize(&report, &out, quiet);
+    Ok(if report.status == "interrupted" { 130 } else { 0 })
+}
+
+/// Prints the run's outcome: counts, failed items with reasons, where the report is.
+pub fn summarize(report: &pipeline::report::RunReport, out: &std::path::Path, quiet: bool) {
+    if quiet {
+        return;
+    }
+    let c = &report.counts;
+    eprintln!(
+        "{}: {} items, {} ok, {} failed, {} not started in {:.1}s (spec {} {})",
+        report.status,
+        c.total,
+        c.completed,
+        c.failed,
+        c.not_started,
+        report.wall_seconds,
+        report.provenance.spec_name,
+        &report.provenance.spec_hash[..12]
+    );
+    for s in &report.stages {
+        eprintln!(
+            "  {:>14}: {} in, {} out, {} failed, {} skipped, {:.1} rec/s/thread, peak queue {}/{}",
+            s.stage,
+            s.records_in,
+            s.records_out,
+            s.failed,
+            s.skipped,
+            s.records_per_busy_second,
+            s.peak_queued,
+            s.capacity
+        );
+    }
+    for f in &report.failed {
+        eprintln!("  FAILED {} at {}: {}", f.item, f.stage, f.reason);
+    }
+    eprintln!("report: {}", out.join("report.json").display());
+}
