@@ -22,7 +22,8 @@ fn bin() -> Command {
 }
 
 fn row(id: &str, path: &Path) -> String {
-    serde_json::json!({"id": id, "path": path, "label": 0, "dataset": "demo", "split": "demo"}).to_string()
+    serde_json::json!({"id": id, "path": path, "label": 0, "dataset": "demo", "split": "demo"})
+        .to_string()
 }
 
 /// A corpus of 3 real videos and 4 broken inputs.
@@ -79,7 +80,8 @@ fn json_files(dir: &Path) -> BTreeMap<String, serde_json::Value> {
         if sub.is_dir() {
             for f in std::fs::read_dir(&sub).unwrap() {
                 let f = f.unwrap().path();
-                let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+                let v: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
                 out.insert(f.strip_prefix(dir).unwrap().display().to_string(), v);
             }
         }
@@ -96,7 +98,12 @@ fn bad_inputs_are_reported_and_the_rest_completes() {
     let dir = tempfile::tempdir().unwrap();
     corpus(dir.path());
     let o = run(dir.path(), "out", &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let r = report(&dir.path().join("out"));
     assert_eq!(r["counts"]["total"], 6);
     assert_eq!(r["counts"]["completed"], 3);
@@ -105,11 +112,25 @@ fn bad_inputs_are_reported_and_the_rest_completes() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| (f["item"].as_str().unwrap().to_owned(), f["reason"].as_str().unwrap().to_owned()))
+        .map(|f| {
+            (
+                f["item"].as_str().unwrap().to_owned(),
+                f["reason"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
-    assert!(reasons["a/empty"].contains("empty file (0 bytes)"), "{reasons:?}");
-    assert!(reasons["b/text"].contains("not a readable media container"), "{reasons:?}");
-    assert!(reasons["b/missing"].contains("file not found"), "{reasons:?}");
+    assert!(
+        reasons["a/empty"].contains("empty file (0 bytes)"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons["b/text"].contains("not a readable media container"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons["b/missing"].contains("file not found"),
+        "{reasons:?}"
+    );
     // Good videos: 8 frames each, written; failed ones leave nothing behind.
     let files = json_files(&dir.path().join("out"));
     assert_eq!(files.len(), 3, "{:?}", files.keys());
@@ -134,7 +155,12 @@ fn truncated_video_is_reported_not_lost() {
     let rows = row("t/truncated", &dir.path().join("truncated.mp4"));
     std::fs::write(dir.path().join("m.jsonl"), rows + "\n").unwrap();
     let o = run(dir.path(), "out", &[]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let r = report(&dir.path().join("out"));
     let item = &r["items"][0];
     // Either the decoder fails the item with a reason, or it delivers what exists and reports the
@@ -145,7 +171,10 @@ fn truncated_video_is_reported_not_lost() {
         let out = item["stages"][0]["records_out"].as_u64().unwrap();
         let skipped = item["stages"][0]["skipped"].as_u64().unwrap();
         assert_eq!(out + skipped, 8, "{item}");
-        assert!(skipped > 0, "a third of the file cannot hold all 8 uniform frames: {item}");
+        assert!(
+            skipped > 0,
+            "a third of the file cannot hold all 8 uniform frames: {item}"
+        );
     }
 }
 
@@ -155,9 +184,19 @@ fn one_two_workers_and_two_processes_give_identical_outputs() {
     corpus(dir.path());
     assert!(run(dir.path(), "w1", &[]).status.success());
     assert!(run(dir.path(), "w2", &["--workers", "2"]).status.success());
-    let port = |_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = |_| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
     let hosts = dir.path().join("hosts");
-    std::fs::write(&hosts, format!("127.0.0.1:{}\n127.0.0.1:{}\n", port(0), port(1))).unwrap();
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", port(0), port(1)),
+    )
+    .unwrap();
     let spawn = |p: &str| {
         bin()
             .arg("--quiet")
@@ -181,7 +220,10 @@ fn one_two_workers_and_two_processes_give_identical_outputs() {
     let items = |d: &str| report(&dir.path().join(d))["items"].clone();
     assert_eq!(items("w2"), items("w1"));
     assert_eq!(items("cluster"), items("w1"));
-    assert_eq!(report(&dir.path().join("cluster"))["cluster"]["processes"], 2);
+    assert_eq!(
+        report(&dir.path().join("cluster"))["cluster"]["processes"],
+        2
+    );
 }
 
 #[test]
@@ -189,6 +231,9 @@ fn help_lists_the_subcommands() {
     let o = bin().arg("--help").output().unwrap();
     let text = String::from_utf8(o.stdout).unwrap();
     for cmd in ["run", "spec", "manifest"] {
-        assert!(text.contains(&format!("  {cmd} ")), "`{cmd}` missing from --help:\n{text}");
+        assert!(
+            text.contains(&format!("  {cmd} ")),
+            "`{cmd}` missing from --help:\n{text}"
+        );
     }
 }

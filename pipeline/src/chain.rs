@@ -15,7 +15,7 @@ use std::time::Instant;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
 
-use crate::stage::{AnyRecord, BuildContext, DynStage, ItemInfo, RecordNotes};
+use crate::stage::{AnyRecord, BuildContext, DynStage, ItemInfo, RecordNotes, StageFactory};
 
 /// How many skip reasons per stage and item the report keeps verbatim (the rest are counted).
 const KEEP_REASONS: usize = 5;
@@ -108,11 +108,12 @@ impl ChainLive {
 }
 
 /// A stage ready to start: a factory per worker thread.
+#[derive(Clone)]
 pub struct StagePlan {
     pub name: String,
     pub workers: usize,
     pub capacity: usize,
-    pub build: Arc<dyn Fn(&BuildContext) -> Result<Box<dyn DynStage>, String> + Send + Sync>,
+    pub build: StageFactory,
 }
 
 /// Splits a stage's capacity over its workers' queues so the sum never exceeds it.

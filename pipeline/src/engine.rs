@@ -226,21 +226,26 @@ pub fn run(
 
     // Stage plans shared by all workers; each builds its own instances.
     let mut plans = Vec::new();
-    for st in spec.spec.stages.iter().chain(std::iter::once(&spec.spec.sink)) {
+    for st in spec
+        .spec
+        .stages
+        .iter()
+        .chain(std::iter::once(&spec.spec.sink))
+    {
         let reg = registry.clone();
         let kind = st.kind.clone();
         let params = st.params.clone();
         if reg.get(&kind).is_none() {
             return Err(EngineError::Setup(format!("unknown stage kind `{kind}`")));
         }
-        plans.push(Arc::new(PlanTemplate {
+        plans.push(StagePlan {
             name: kind.clone(),
             workers: st.workers,
             capacity: st.capacity,
             build: Arc::new(move |ctx: &BuildContext| {
                 (reg.get(&kind).expect("checked").build)(&params, ctx)
             }),
-        }));
+        });
     }
 
     let shared = Arc::new(Shared {
@@ -307,16 +312,13 @@ pub fn run(
     Ok(Some(report))
 }
 
-struct PlanTemplate {
-    name: String,
-    workers: usize,
-    capacity: usize,
-    build: Arc<dyn Fn(&BuildContext) -> Result<Box<dyn crate::stage::DynStage>, String> + Send + Sync>,
-}
+/// (ordinal, id, row as JSON) — see `run_worker` for why JSON.
+type RowInput =
+    InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<(u64, String, String)>>>;
 
 struct Shared {
     rows: std::sync::Mutex<Option<Vec<ManifestRow>>>,
-    plans: Vec<Arc<PlanTemplate>>,
+    plans: Vec<StagePlan>,
     base_ctx: BuildContext,
     manifest_dir: PathBuf,
     quiet: bool,
@@ -329,22 +331,12 @@ fn run_worker(
     let index = worker.index();
     let mut ctx = shared.base_ctx.clone();
     ctx.worker = index;
-    let plans: Vec<StagePlan> = shared
-        .plans
-        .iter()
-        .map(|p| StagePlan {
-            name: p.name.clone(),
-            workers: p.workers,
-            capacity: p.capacity,
-            build: p.build.clone(),
-        })
-        .collect();
+    let plans: Vec<StagePlan> = shared.plans.clone();
     let nstages = plans.len();
 
     // Rows cross workers as JSON text: the manifest format skips empty optional fields, which a
     // non-self-describing wire format (timely uses bincode) cannot read back.
-    let mut input: InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<(u64, String, String)>>> =
-        InputHandle::new();
+    let mut input: RowInput = InputHandle::new();
     let probe = ProbeHandle::new();
     let collected: Rc<RefCell<Vec<Event>>> = Default::default();
     let setup_error: Rc<RefCell<Option<String>>> = Default::default();
@@ -402,7 +394,9 @@ fn run_worker(
                                     Some(c) => c.admit(info, Box::new(row), nstages),
                                     None => {
                                         if let Some(cp) = cap.as_ref() {
-                                            output.session(cp).give(Event::NotStarted(ordinal, row.id));
+                                            output
+                                                .session(cp)
+                                                .give(Event::NotStarted(ordinal, row.id));
                                         }
                                     }
                                 }

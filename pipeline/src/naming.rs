@@ -34,8 +34,14 @@ mod tests {
     #[test]
     fn ids_map_to_paths_inside_the_output_folder() {
         let out = Path::new("/o");
-        assert_eq!(item_path(out, "ff++/c23/original/000", "json"), Path::new("/o/ff++/c23/original/000.json"));
-        assert_eq!(item_path(out, "../../etc/passwd", "json"), Path::new("/o/_/_/etc/passwd.json"));
+        assert_eq!(
+            item_path(out, "ff++/c23/original/000", "json"),
+            Path::new("/o/ff++/c23/original/000.json")
+        );
+        assert_eq!(
+            item_path(out, "../../etc/passwd", "json"),
+            Path::new("/o/_/_/etc/passwd.json")
+        );
         assert_eq!(item_path(out, "a//b", "x"), Path::new("/o/a/_/b.x"));
     }
 }

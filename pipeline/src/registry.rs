@@ -74,9 +74,11 @@ pub enum Role {
 /// A located parameter error: byte span in the spec file, message, hint.
 pub(crate) type SpanProblem = (Range<usize>, String, Option<String>);
 
-type ResolveFn =
-    dyn Fn(Spanned<DeValue<'_>>, &ValidateContext) -> Result<toml::Value, Vec<SpanProblem>> + Send + Sync;
-type BuildFn = dyn Fn(&toml::Value, &BuildContext) -> Result<Box<dyn DynStage>, String> + Send + Sync;
+type ResolveFn = dyn Fn(Spanned<DeValue<'_>>, &ValidateContext) -> Result<toml::Value, Vec<SpanProblem>>
+    + Send
+    + Sync;
+type BuildFn =
+    dyn Fn(&toml::Value, &BuildContext) -> Result<Box<dyn DynStage>, String> + Send + Sync;
 
 pub struct StageKind {
     pub name: &'static str,
@@ -240,7 +242,10 @@ pub(crate) fn split_serde_message(msg: &str) -> (String, Option<String>) {
         );
     }
     if msg.starts_with("invalid type") {
-        return (msg.to_owned(), Some("check the value's type (quotes make a string)".into()));
+        return (
+            msg.to_owned(),
+            Some("check the value's type (quotes make a string)".into()),
+        );
     }
     (msg.to_owned(), None)
 }

@@ -193,7 +193,12 @@ impl RunReport {
         Self {
             provenance,
             spec_path: spec.path.display().to_string(),
-            status: if interrupted { "interrupted" } else { "completed" }.into(),
+            status: if interrupted {
+                "interrupted"
+            } else {
+                "completed"
+            }
+            .into(),
             started_at,
             wall_seconds: wall.as_secs_f64(),
             cluster: ClusterInfo {
@@ -209,7 +214,11 @@ impl RunReport {
             stages,
             failed,
             not_started: not_started.into_iter().map(|(_, id)| id).collect(),
-            peak_records_alive: chains.iter().map(|c| c.peak_records_alive).max().unwrap_or(0),
+            peak_records_alive: chains
+                .iter()
+                .map(|c| c.peak_records_alive)
+                .max()
+                .unwrap_or(0),
             chain_errors: chains.iter().filter_map(|c| c.error.clone()).collect(),
             items: outcomes,
         }

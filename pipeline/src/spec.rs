@@ -226,9 +226,12 @@ fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-fn table_entries<'a, 'i>(
-    v: &'a Spanned<DeValue<'i>>,
-) -> Option<Vec<(&'a Spanned<std::borrow::Cow<'i, str>>, &'a Spanned<DeValue<'i>>)>> {
+type Entries<'a, 'i> = Vec<(
+    &'a Spanned<std::borrow::Cow<'i, str>>,
+    &'a Spanned<DeValue<'i>>,
+)>;
+
+fn table_entries<'a, 'i>(v: &'a Spanned<DeValue<'i>>) -> Option<Entries<'a, 'i>> {
     match v.get_ref() {
         DeValue::Table(t) => Some(t.iter().collect()),
         _ => None,
@@ -314,10 +317,16 @@ pub fn parse_spec(path: &Path, text: &str, registry: &Registry) -> Result<Loaded
                         .chain(registry.sections.keys().copied())
                         .collect();
                     let hint = match closest(other, known.iter().copied()) {
-                        Some(b) => format!("did you mean `{b}`? top-level keys: {}", known.join(", ")),
+                        Some(b) => {
+                            format!("did you mean `{b}`? top-level keys: {}", known.join(", "))
+                        }
                         None => format!("top-level keys: {}", known.join(", ")),
                     };
-                    ck.at(key.span(), format!("unknown top-level key `{other}`"), Some(hint));
+                    ck.at(
+                        key.span(),
+                        format!("unknown top-level key `{other}`"),
+                        Some(hint),
+                    );
                 }
             }
         }
@@ -357,7 +366,9 @@ pub fn parse_spec(path: &Path, text: &str, registry: &Registry) -> Result<Loaded
         match v.get_ref() {
             DeValue::Array(arr) => {
                 for (i, entry) in arr.iter().enumerate() {
-                    if let Some(s) = check_stage(&mut ck, registry, &vctx, entry, &format!("stages[{i}]")) {
+                    if let Some(s) =
+                        check_stage(&mut ck, registry, &vctx, entry, &format!("stages[{i}]"))
+                    {
                         stages.push(s);
                     }
                 }
@@ -546,13 +557,31 @@ fn check_stage(
             "params" => params = Some(v.clone()),
             other => {
                 let hint = match closest(other, STAGE_KEYS.iter().copied()) {
-                    Some(b) => format!("did you mean `{b}`? stage keys: {}; stage parameters go in `params`", STAGE_KEYS.join(", ")),
-                    None => format!("stage keys: {}; stage parameters go in `params`", STAGE_KEYS.join(", ")),
+                    Some(b) => format!(
+                        "did you mean `{b}`? stage keys: {}; stage parameters go in `params`",
+                        STAGE_KEYS.join(", ")
+                    ),
+                    None => format!(
+                        "stage keys: {}; stage parameters go in `params`",
+                        STAGE_KEYS.join(", ")
+                    ),
                 };
-                ck.at(k.span(), format!("unknown key `{other}` in `{what}`"), Some(hint));
+                ck.at(
+                    k.span(),
+                    format!("unknown key `{other}` in `{what}`"),
+                    Some(hint),
+                );
                 ok = false;
             }
         }
+    }
+    if ok && capacity < workers {
+        ck.at(
+            entry.span(),
+            format!("`capacity` = {capacity} is smaller than `workers` = {workers}"),
+            Some("each worker needs a queue slot: raise capacity or lower workers".into()),
+        );
+        ok = false;
     }
     let Some((kind, kind_span)) = kind else {
         ck.at(
@@ -560,7 +589,12 @@ fn check_stage(
             format!("`{what}` has no `kind`"),
             Some(format!(
                 "kinds: {}",
-                registry.stages.keys().copied().collect::<Vec<_>>().join(", ")
+                registry
+                    .stages
+                    .keys()
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         );
         return None;
@@ -571,12 +605,15 @@ fn check_stage(
             Some(b) => format!("did you mean `{b}`? kinds: {}", names.join(", ")),
             None => format!("kinds: {}", names.join(", ")),
         };
-        ck.at(kind_span, format!("unknown stage kind `{kind}`"), Some(hint));
+        ck.at(
+            kind_span,
+            format!("unknown stage kind `{kind}`"),
+            Some(hint),
+        );
         return None;
     };
-    let params = params.unwrap_or_else(|| {
-        Spanned::new(entry.span(), DeValue::Table(Default::default()))
-    });
+    let params =
+        params.unwrap_or_else(|| Spanned::new(entry.span(), DeValue::Table(Default::default())));
     let resolved = match (k.resolve)(params, vctx) {
         Ok(v) => v,
         Err(p) => {

@@ -160,6 +160,10 @@ impl PartialEq for TypeTag {
 
 pub type AnyRecord = Box<dyn Any + Send>;
 
+/// Builds one stage instance for one worker thread.
+pub type StageFactory =
+    std::sync::Arc<dyn Fn(&BuildContext) -> Result<Box<dyn DynStage>, String> + Send + Sync>;
+
 /// The engine's view of a stage: records are boxed and downcast at the edge.
 pub trait DynStage: Send {
     fn process(

@@ -30,7 +30,11 @@ struct Expand(u32);
 impl Stage for Expand {
     type In = ManifestRow;
     type Out = Num;
-    fn process(&mut self, row: ManifestRow, ctx: &mut StageContext<'_, Num>) -> Result<(), StageError> {
+    fn process(
+        &mut self,
+        row: ManifestRow,
+        ctx: &mut StageContext<'_, Num>,
+    ) -> Result<(), StageError> {
         if row.id.ends_with("bad") {
             return Err(StageError::new(format!("cannot expand {}", row.id)));
         }
@@ -60,10 +64,10 @@ impl Stage for Square {
     type In = Num;
     type Out = Num;
     fn process(&mut self, n: Num, ctx: &mut StageContext<'_, Num>) -> Result<(), StageError> {
-        if self.0.fail_multiple > 0 && n.value % self.0.fail_multiple == 0 && n.value > 0 {
+        if self.0.fail_multiple > 0 && n.value.is_multiple_of(self.0.fail_multiple) && n.value > 0 {
             return Err(StageError::new(format!("value {} is poison", n.value)));
         }
-        if self.0.skip_multiple > 0 && n.value % self.0.skip_multiple == 0 {
+        if self.0.skip_multiple > 0 && n.value.is_multiple_of(self.0.skip_multiple) {
             ctx.skip(format!("value {} skipped", n.value));
             return Ok(());
         }
@@ -102,14 +106,21 @@ impl Stage for Collect {
             .push((n.k, n.value));
         Ok(())
     }
-    fn finish_item(&mut self, failed: bool, ctx: &mut StageContext<'_, ()>) -> Result<(), StageError> {
+    fn finish_item(
+        &mut self,
+        failed: bool,
+        ctx: &mut StageContext<'_, ()>,
+    ) -> Result<(), StageError> {
         let nums = self.open.remove(ctx.item().id()).unwrap_or_default();
         if failed {
             return Ok(());
         }
         let text: String = nums.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
-        pipeline::atomic_file::write_atomic(&self.out.join(format!("{}.txt", ctx.item().id())), text.as_bytes())
-            .map_err(|e| StageError::new(e.to_string()))?;
+        pipeline::atomic_file::write_atomic(
+            &self.out.join(format!("{}.txt", ctx.item().id())),
+            text.as_bytes(),
+        )
+        .map_err(|e| StageError::new(e.to_string()))?;
         ctx.emit(());
         Ok(())
     }
@@ -117,27 +128,43 @@ impl Stage for Collect {
 
 fn registry() -> Arc<Registry> {
     let mut r = Registry::new();
-    r.stage("expand", "item -> numbers", |p: &ExpandParams, _: &BuildContext| Ok(Expand(p.per_item)));
-    r.stage("square", "number -> its square", |p: &SquareParams, _: &BuildContext| {
-        Ok(Square(SquareParams {
-            fail_multiple: p.fail_multiple,
-            skip_multiple: p.skip_multiple,
-        }))
-    });
-    r.sink("collect", "numbers -> <id>.txt", |p: &CollectParams, ctx: &BuildContext| {
-        Ok(Collect {
-            delay_us: p.delay_us,
-            out: ctx.out_dir.clone(),
-            open: HashMap::new(),
-        })
-    });
+    r.stage(
+        "expand",
+        "item -> numbers",
+        |p: &ExpandParams, _: &BuildContext| Ok(Expand(p.per_item)),
+    );
+    r.stage(
+        "square",
+        "number -> its square",
+        |p: &SquareParams, _: &BuildContext| {
+            Ok(Square(SquareParams {
+                fail_multiple: p.fail_multiple,
+                skip_multiple: p.skip_multiple,
+            }))
+        },
+    );
+    r.sink(
+        "collect",
+        "numbers -> <id>.txt",
+        |p: &CollectParams, ctx: &BuildContext| {
+            Ok(Collect {
+                delay_us: p.delay_us,
+                out: ctx.out_dir.clone(),
+                open: HashMap::new(),
+            })
+        },
+    );
     Arc::new(r)
 }
 
 fn manifest(dir: &Path, n: usize, bad: &[usize]) -> PathBuf {
     let rows: Vec<ManifestRow> = (0..n)
         .map(|i| ManifestRow {
-            id: if bad.contains(&i) { format!("v{i:04}-bad") } else { format!("v{i:04}") },
+            id: if bad.contains(&i) {
+                format!("v{i:04}-bad")
+            } else {
+                format!("v{i:04}")
+            },
             path: format!("v{i}.mp4"),
             label: (i % 2) as u8,
             dataset: "synthetic".into(),
@@ -154,7 +181,14 @@ fn manifest(dir: &Path, n: usize, bad: &[usize]) -> PathBuf {
     p
 }
 
-fn spec_text(per_item: u32, square_workers: usize, cap: usize, delay_us: u64, fail: u64, skip: u64) -> String {
+fn spec_text(
+    per_item: u32,
+    square_workers: usize,
+    cap: usize,
+    delay_us: u64,
+    fail: u64,
+    skip: u64,
+) -> String {
     format!(
         r#"
 name = "synthetic"
@@ -178,7 +212,12 @@ params = {{ delay_us = {delay_us} }}
     )
 }
 
-fn run_in(dir: &Path, spec: &str, out: &str, cluster: ClusterOptions) -> Option<pipeline::report::RunReport> {
+fn run_in(
+    dir: &Path,
+    spec: &str,
+    out: &str,
+    cluster: ClusterOptions,
+) -> Option<pipeline::report::RunReport> {
     let reg = registry();
     let loaded = parse_spec(&dir.join("s.toml"), spec, &reg).unwrap();
     let opts = RunOptions {
@@ -222,7 +261,10 @@ fn slow_sink_backpressures_and_memory_stays_bounded() {
         );
     }
     // The sink is the bottleneck, so its queue must actually have filled up.
-    assert_eq!(report.stages[2].peak_queued, cap, "backpressure never engaged");
+    assert_eq!(
+        report.stages[2].peak_queued, cap,
+        "backpressure never engaged"
+    );
     // Records alive anywhere: queues (3 stages x cap) plus per worker one being handled and one
     // blocked on send. 6000 records went through; at most this many existed at once.
     let workers = 1 + 2 + 1;
@@ -244,12 +286,25 @@ fn per_record_failures_are_reported_and_the_run_completes() {
     assert_eq!(report.counts.total, 40);
     assert_eq!(report.counts.completed + report.counts.failed, 40);
     // The two "bad" items fail in `expand` with their reason.
-    let expand_fail: Vec<_> = report.failed.iter().filter(|f| f.stage == "expand").collect();
+    let expand_fail: Vec<_> = report
+        .failed
+        .iter()
+        .filter(|f| f.stage == "expand")
+        .collect();
     assert_eq!(expand_fail.len(), 2);
-    assert!(expand_fail.iter().any(|f| f.item == "v0003-bad" && f.reason.contains("cannot expand v0003-bad")));
+    assert!(expand_fail
+        .iter()
+        .any(|f| f.item == "v0003-bad" && f.reason.contains("cannot expand v0003-bad")));
     // Poison values fail single records in `square`; those items are failed, others are fine.
-    let square_fail: Vec<_> = report.failed.iter().filter(|f| f.stage == "square").collect();
-    assert!(!square_fail.is_empty(), "the synthetic data should hit a poison value");
+    let square_fail: Vec<_> = report
+        .failed
+        .iter()
+        .filter(|f| f.stage == "square")
+        .collect();
+    assert!(
+        !square_fail.is_empty(),
+        "the synthetic data should hit a poison value"
+    );
     for f in &square_fail {
         assert!(f.reason.starts_with("value ") && f.reason.ends_with(" is poison"));
     }
@@ -257,7 +312,12 @@ fn per_record_failures_are_reported_and_the_run_completes() {
     let outs = outputs(&dir.path().join("out"));
     assert_eq!(outs.len() as u64, report.counts.completed);
     for item in &report.items {
-        assert_eq!(outs.contains_key(&format!("{}.txt", item.id)), item.status == "ok", "{}", item.id);
+        assert_eq!(
+            outs.contains_key(&format!("{}.txt", item.id)),
+            item.status == "ok",
+            "{}",
+            item.id
+        );
     }
     // Skips are counted with their reasons, and do not fail an item.
     let skipped: u64 = report.items.iter().map(|i| i.stages[1].skipped).sum();
@@ -286,7 +346,12 @@ fn outputs_are_identical_for_1_2_and_4_workers() {
         )
         .unwrap();
         let files = outputs(&dir.path().join(&out));
-        let got = (files, report.items.clone(), report.failed.clone(), report.counts.clone());
+        let got = (
+            files,
+            report.items.clone(),
+            report.failed.clone(),
+            report.counts.clone(),
+        );
         match &reference {
             None => reference = Some(got),
             Some(r) => assert!(r == &got, "{workers} workers differ from 1 worker"),
@@ -295,7 +360,11 @@ fn outputs_are_identical_for_1_2_and_4_workers() {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -306,7 +375,11 @@ fn two_processes_on_localhost_equal_one_process() {
     let single = run_in(dir.path(), &spec, "single", ClusterOptions::default()).unwrap();
 
     let hostfile = dir.path().join("hosts");
-    std::fs::write(&hostfile, format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port())).unwrap();
+    std::fs::write(
+        &hostfile,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", free_port(), free_port()),
+    )
+    .unwrap();
     let handles: Vec<_> = (0..2)
         .map(|p| {
             let d = dir.path().to_path_buf();
@@ -333,14 +406,21 @@ fn two_processes_on_localhost_equal_one_process() {
     assert_eq!(cluster.items, single.items);
     assert_eq!(cluster.failed, single.failed);
     assert_eq!(cluster.cluster.processes, 2);
-    assert_eq!(outputs(&dir.path().join("cluster")), outputs(&dir.path().join("single")));
+    assert_eq!(
+        outputs(&dir.path().join("cluster")),
+        outputs(&dir.path().join("single"))
+    );
 }
 
 #[test]
 fn hostfile_that_disagrees_with_the_process_count_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let hostfile = dir.path().join("hosts");
-    std::fs::write(&hostfile, "127.0.0.1:4000\n127.0.0.1:4001\n127.0.0.1:4002\n").unwrap();
+    std::fs::write(
+        &hostfile,
+        "127.0.0.1:4000\n127.0.0.1:4001\n127.0.0.1:4002\n",
+    )
+    .unwrap();
     let err = ClusterOptions {
         workers: 1,
         processes: 2,
@@ -350,5 +430,9 @@ fn hostfile_that_disagrees_with_the_process_count_is_refused() {
     .timely_config()
     .err()
     .unwrap();
-    assert!(err.to_string().contains("lists 3 addresses but --processes is 2"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("lists 3 addresses but --processes is 2"),
+        "{err}"
+    );
 }

@@ -56,7 +56,10 @@ pub fn run(cmd: ManifestCommand) -> anyhow::Result<i32> {
         ),
     };
     if !DATASETS.contains(&dataset.as_str()) {
-        anyhow::bail!("unknown dataset `{dataset}`; one of: {}", DATASETS.join(", "));
+        anyhow::bail!(
+            "unknown dataset `{dataset}`; one of: {}",
+            DATASETS.join(", ")
+        );
     }
     let mut opts = BuildOptions::new(root);
     opts.compression = compression;
@@ -75,7 +78,8 @@ pub fn run(cmd: ManifestCommand) -> anyhow::Result<i32> {
         .unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir)?;
     relativize(&mut rows, &dir).context("making paths relative to the manifest")?;
-    pipeline::manifest::write_manifest(&out, &rows).with_context(|| format!("writing {}", out.display()))?;
+    pipeline::manifest::write_manifest(&out, &rows)
+        .with_context(|| format!("writing {}", out.display()))?;
     let fakes = rows.iter().filter(|r| r.label == 1).count();
     eprintln!(
         "{}: {} videos ({} real, {} fake), {} problem(s)",

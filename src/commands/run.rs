@@ -30,7 +30,9 @@ pub fn cancel_flag() -> Arc<AtomicBool> {
             eprintln!("second interrupt: exiting now");
             std::process::exit(130);
         }
-        eprintln!("interrupt: finishing items in flight, starting no new ones (Ctrl-C again to abort)");
+        eprintln!(
+            "interrupt: finishing items in flight, starting no new ones (Ctrl-C again to abort)"
+        );
     });
     flag
 }
@@ -48,13 +50,20 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<i32> {
         .with_context(|| format!("running {}", args.spec.display()))?;
     let Some(report) = report else {
         if !quiet {
-            eprintln!("process {} done; process 0 writes the report", args.cluster.process);
+            eprintln!(
+                "process {} done; process 0 writes the report",
+                args.cluster.process
+            );
         }
         return Ok(0);
     };
     let out = args.out.unwrap_or_else(|| PathBuf::from(&spec.spec.output));
     summarize(&report, &out, quiet);
-    Ok(if report.status == "interrupted" { 130 } else { 0 })
+    Ok(if report.status == "interrupted" {
+        130
+    } else {
+        0
+    })
 }
 
 /// Prints the run's outcome: counts, failed items with reasons, where the report is.

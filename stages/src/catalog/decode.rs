@@ -3,7 +3,9 @@
 use std::sync::atomic::Ordering;
 
 use pipeline::manifest::ManifestRow;
-use pipeline::{BuildContext, ParamProblem, Params, Stage, StageContext, StageError, ValidateContext};
+use pipeline::{
+    BuildContext, ParamProblem, Params, Stage, StageContext, StageError, ValidateContext,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::decode::{DecodeOptions, DecodedFrame, FrameSelection, VideoDecoder};
@@ -55,14 +57,24 @@ impl Params for DecodeParams {
                     .hint(format!("one of: {}", MODES.join(", "))),
             );
         }
-        if matches!(self.select.as_str(), "first" | "uniform") && !(1..=100_000).contains(&self.frames) {
-            p.push(ParamProblem::new("frames", format!("{} is out of range 1..=100000", self.frames)));
+        if matches!(self.select.as_str(), "first" | "uniform")
+            && !(1..=100_000).contains(&self.frames)
+        {
+            p.push(ParamProblem::new(
+                "frames",
+                format!("{} is out of range 1..=100000", self.frames),
+            ));
         }
         if self.select == "every" && self.every == 0 {
-            p.push(ParamProblem::new("every", "must be at least 1").hint("every = 1 takes all frames"));
+            p.push(
+                ParamProblem::new("every", "must be at least 1").hint("every = 1 takes all frames"),
+            );
         }
         if self.threads > 64 {
-            p.push(ParamProblem::new("threads", format!("{} is out of range 0..=64", self.threads)));
+            p.push(ParamProblem::new(
+                "threads",
+                format!("{} is out of range 0..=64", self.threads),
+            ));
         }
         p
     }
@@ -88,9 +100,14 @@ impl Stage for DecodeStage {
     type In = ManifestRow;
     type Out = DecodedFrame;
 
-    fn process(&mut self, _row: ManifestRow, ctx: &mut StageContext<'_, DecodedFrame>) -> Result<(), StageError> {
+    fn process(
+        &mut self,
+        _row: ManifestRow,
+        ctx: &mut StageContext<'_, DecodedFrame>,
+    ) -> Result<(), StageError> {
         let path = ctx.item().path();
-        let decoder = VideoDecoder::open_with(&path, self.options).map_err(|e| StageError::new(e.to_string()))?;
+        let decoder = VideoDecoder::open_with(&path, self.options)
+            .map_err(|e| StageError::new(e.to_string()))?;
         let cancel = self.cancel.clone();
         let report = decoder
             .decode(self.selection, |frame| {
@@ -110,7 +127,9 @@ impl Stage for DecodeStage {
             }
         }
         for i in &report.missing {
-            ctx.skip(format!("frame {i} selected but never decoded (stream shorter than declared)"));
+            ctx.skip(format!(
+                "frame {i} selected but never decoded (stream shorter than declared)"
+            ));
         }
         if let Some(t) = report.truncated {
             ctx.skip(format!("stream truncated: {t}"));

@@ -58,7 +58,11 @@ impl Stage for FrameStats {
     type In = DecodedFrame;
     type Out = PathBuf;
 
-    fn process(&mut self, f: DecodedFrame, ctx: &mut StageContext<'_, PathBuf>) -> Result<(), StageError> {
+    fn process(
+        &mut self,
+        f: DecodedFrame,
+        ctx: &mut StageContext<'_, PathBuf>,
+    ) -> Result<(), StageError> {
         let sum: u64 = f.rgb.iter().map(|&v| u64::from(v)).sum();
         let stat = FrameStat {
             index: f.index,
@@ -66,13 +70,24 @@ impl Stage for FrameStats {
             width: f.width,
             height: f.height,
             sha256: hex::encode(Sha256::digest(&f.rgb)),
-            mean: if f.rgb.is_empty() { 0.0 } else { sum as f64 / f.rgb.len() as f64 },
+            mean: if f.rgb.is_empty() {
+                0.0
+            } else {
+                sum as f64 / f.rgb.len() as f64
+            },
         };
-        self.open.entry(ctx.item().id().to_owned()).or_default().push(stat);
+        self.open
+            .entry(ctx.item().id().to_owned())
+            .or_default()
+            .push(stat);
         Ok(())
     }
 
-    fn finish_item(&mut self, failed: bool, ctx: &mut StageContext<'_, PathBuf>) -> Result<(), StageError> {
+    fn finish_item(
+        &mut self,
+        failed: bool,
+        ctx: &mut StageContext<'_, PathBuf>,
+    ) -> Result<(), StageError> {
         let frames = self.open.remove(ctx.item().id()).unwrap_or_default();
         if failed {
             // A failed item leaves no output behind: a later rerun must not mistake it for done.
