@@ -8,6 +8,7 @@ pub mod naming;
 pub mod network;
 pub mod params;
 pub mod safetensors_io;
+pub mod train;
 
 pub use config::ModelConfig;
 pub use network::{Mode, Network, Regularisation, Trace};
