@@ -7,6 +7,7 @@ pub mod config;
 pub mod naming;
 pub mod network;
 pub mod params;
+pub mod pth;
 pub mod safetensors_io;
 pub mod train;
 
