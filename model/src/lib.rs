@@ -3,7 +3,11 @@
 //! SAM + Adam), checkpoints (safetensors, `.pth`, MAE import) and the library entry points the
 //! CLI wires up (`forward`, `convert`, `info`). Head naming: see [`naming`].
 
+pub mod api;
+pub mod checkpoint;
 pub mod config;
+pub mod info;
+pub mod init;
 pub mod naming;
 pub mod network;
 pub mod params;
