@@ -389,12 +389,11 @@ fn loss_grads() {
         .into_iter()
         .enumerate()
     {
-        for i in 0..g.len() {
+        for (i, &gi) in g.iter().enumerate() {
             let num = fd(which, i);
             assert!(
-                (num - g[i] as f64).abs() <= 1e-6 * num.abs().max(1e-2),
-                "loss grad {which}/{i}: {} vs {num}",
-                g[i]
+                (num - gi as f64).abs() <= 1e-6 * num.abs().max(1e-2),
+                "loss grad {which}/{i}: {gi} vs {num}"
             );
         }
     }

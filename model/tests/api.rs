@@ -255,9 +255,17 @@ fn mae_keys_map_into_backbone_and_init_follows_spec() {
 fn frozen_backbone_trains_heads_only() {
     let be = CpuBackend;
     let mut net = Network::new(&be, ModelConfig::tiny(), Mode::Compat).unwrap();
-    net.load_state_dict(&be, &load("tiny_weights.safetensors")).unwrap();
+    net.load_state_dict(&be, &load("tiny_weights.safetensors"))
+        .unwrap();
     let before = net.state_dict(&be);
-    let mut opt = Optimizer::new(&be, &net, OptimConfig { lr: 1e-3, ..OptimConfig::default() });
+    let mut opt = Optimizer::new(
+        &be,
+        &net,
+        OptimConfig {
+            lr: 1e-3,
+            ..OptimConfig::default()
+        },
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     sam_step(&be, &mut net, &mut opt, &tiny_batch(), &mut rng, true).unwrap();
     let after = net.state_dict(&be);
