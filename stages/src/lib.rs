@@ -1,1 +1,2 @@
 //! stages crate.
+pub mod synth;

@@ -1,0 +1,312 @@
+//! Blending of the self-blended image (spec §4.3 steps 9–11): the soft blend mask of
+//! `get_blend_mask`, `dynamic_blend`, and the Face-X-ray boundary map 4m(1−m).
+//!
+//! The float64 resize and Gaussian blur are plain Rust reproductions of OpenCV 4.10's arithmetic
+//! (fixtures README §3): resize with float32 source coordinates/weights, Gaussian kernels from the
+//! fixed small tables for σ = 0 and k ≤ 9, separable filtering with reflect-101 borders.
+
+use super::{ImageU8, PlaneF64, SynthError};
+
+/// Parameters of `get_blend_mask` / `dynamic_blend`, drawn once per clip.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlendParams {
+    /// Resized mask height (`size_h`) and width (`size_w`).
+    pub size_h: usize,
+    pub size_w: usize,
+    /// First blur: odd kernel, σ = 0 (OpenCV automatic).
+    pub kernel_1: usize,
+    /// Second blur: odd kernel with σ = `sigma_2`.
+    pub kernel_2: usize,
+    pub sigma_2: f64,
+    /// r in I_fake = r·m·S + (1 − r·m)·I.
+    pub blend_ratio: f64,
+}
+
+/// `cv2.resize(src, (w, h), INTER_LINEAR)` on float64 with OpenCV's float32 coordinates and weights.
+pub fn resize_linear_f64(src: &PlaneF64, out_h: usize, out_w: usize) -> PlaneF64 {
+    let taps = |ssize: usize, dsize: usize| -> Vec<(usize, usize, f64, f64)> {
+        // OpenCV: scale_x = 1 / inv_scale_x with inv_scale_x = dsize / ssize.
+        let scale = 1.0 / (dsize as f64 / ssize as f64);
+        (0..dsize)
+            .map(|d| {
+                let f = ((d as f64 + 0.5) * scale - 0.5) as f32;
+                let mut s = f.floor() as i64;
+                let mut fr = f - s as f32;
+                if s < 0 {
+                    s = 0;
+                    fr = 0.0;
+                }
+                if s >= ssize as i64 - 1 {
+                    s = ssize as i64 - 1;
+                    fr = 0.0;
+                }
+                let s = s as usize;
+                let s1 = (s + 1).min(ssize - 1);
+                (s, s1, (1.0f32 - fr) as f64, fr as f64)
+            })
+            .collect()
+    };
+    let xt = taps(src.width, out_w);
+    let yt = taps(src.height, out_h);
+    // Horizontal pass for every source row that is referenced, then vertical.
+    let mut rows = vec![0.0f64; src.height * out_w];
+    for y in 0..src.height {
+        let s = &src.data[y * src.width..(y + 1) * src.width];
+        let d = &mut rows[y * out_w..(y + 1) * out_w];
+        for (o, &(x0, x1, a0, a1)) in d.iter_mut().zip(&xt) {
+            *o = s[x0] * a0 + s[x1] * a1;
+        }
+    }
+    let mut out = PlaneF64::new(out_h, out_w);
+    for (y, &(y0, y1, b0, b1)) in yt.iter().enumerate() {
+        let r0 = &rows[y0 * out_w..(y0 + 1) * out_w];
+        let r1 = &rows[y1 * out_w..(y1 + 1) * out_w];
+        for ((o, &a), &b) in out.data[y * out_w..(y + 1) * out_w]
+            .iter_mut()
+            .zip(r0)
+            .zip(r1)
+        {
+            *o = a * b0 + b * b1;
+        }
+    }
+    out
+}
+
+/// `cv::getGaussianKernel(k, sigma, CV_64F)` as OpenCV 4.x computes it (`getGaussianKernelBitExact`):
+/// fixed tables for σ ≤ 0 and k ≤ 9, otherwise σ = 0.15·k + 0.35 (σ ≤ 0), half-kernel
+/// exponentials normalised by 1 / (2·Σ half + 1) and mirrored, so the kernel is exactly symmetric.
+pub fn gaussian_kernel(ksize: usize, sigma: f64) -> Vec<f64> {
+    if sigma <= 0.0 {
+        let table: Option<&[f64]> = match ksize {
+            1 => Some(&[1.0]),
+            3 => Some(&[0.25, 0.5, 0.25]),
+            5 => Some(&[0.0625, 0.25, 0.375, 0.25, 0.0625]),
+            7 => Some(&[
+                0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125,
+            ]),
+            9 => Some(&[
+                0.015625, 0.05078125, 0.1171875, 0.19921875, 0.234375, 0.19921875, 0.1171875,
+                0.05078125, 0.015625,
+            ]),
+            _ => None,
+        };
+        if let Some(t) = table {
+            return t.to_vec();
+        }
+    }
+    let sigma = if sigma > 0.0 {
+        sigma
+    } else {
+        (ksize as f64).mul_add(0.15, 0.35)
+    };
+    let scale2x = -0.125 / (sigma * sigma);
+    let n2 = (ksize - 1) / 2;
+    let mut values = Vec::with_capacity(n2);
+    let mut sum = 0.0f64;
+    let mut x = 1 - ksize as i64;
+    for _ in 0..n2 {
+        let t = (((x * x) as f64) * scale2x).exp();
+        values.push(t);
+        sum += t;
+        x += 2;
+    }
+    sum *= 2.0;
+    sum += 1.0;
+    let mul1 = 1.0 / sum;
+    let mut k = vec![0.0; ksize];
+    for (i, &v) in values.iter().enumerate() {
+        k[i] = v * mul1;
+        k[ksize - 1 - i] = v * mul1;
+    }
+    k[n2] = mul1;
+    k
+}
+
+/// Reflect-101 index (`gfedcb|abcdefgh|gfedcba`).
+#[inline]
+fn reflect101(i: isize, n: usize) -> usize {
+    let n = n as isize;
+    if n == 1 {
+        return 0;
+    }
+    let mut i = i;
+    while i < 0 || i >= n {
+        if i < 0 {
+            i = -i;
+        }
+        if i >= n {
+            i = 2 * n - 2 - i;
+        }
+    }
+    i as usize
+}
+
+/// Separable Gaussian blur (`cv2.GaussianBlur(src, (k, k), sigma)`, float64, reflect-101).
+/// Rows and columns outside the support of the non-zero region are skipped: they stay exactly 0.
+pub fn gaussian_blur_f64(src: &PlaneF64, ksize: usize, sigma: f64) -> PlaneF64 {
+    let k = gaussian_kernel(ksize, sigma);
+    let r = ksize / 2;
+    let (h, w) = (src.height, src.width);
+    let Some((y0, y1, x0, x1)) = nonzero_bbox(src) else {
+        return PlaneF64::new(h, w);
+    };
+    // Region whose output can be non-zero (support dilated by r, plus reflected copies at borders:
+    // clamp generously to the full extent when the support touches a border).
+    let ry0 = if y0 <= r { 0 } else { y0 - r };
+    let ry1 = if y1 + r >= h - 1 { h - 1 } else { y1 + r };
+    let rx0 = if x0 <= r { 0 } else { x0 - r };
+    let rx1 = if x1 + r >= w - 1 { w - 1 } else { x1 + r };
+    let ow = rx1 - rx0 + 1;
+    // Row pass over rows that hold non-zero input (others give 0), for output columns rx0..=rx1.
+    let mut tmp = vec![0.0f64; h * ow];
+    for y in y0..=y1 {
+        let s = &src.data[y * w..(y + 1) * w];
+        let d = &mut tmp[y * ow..(y + 1) * ow];
+        for (j, o) in d.iter_mut().enumerate() {
+            let x = rx0 + j;
+            let mut acc = 0.0;
+            if x >= r && x + r < w {
+                for (t, &kv) in k.iter().enumerate() {
+                    acc += kv * s[x + t - r];
+                }
+            } else {
+                for (t, &kv) in k.iter().enumerate() {
+                    acc += kv * s[reflect101(x as isize + t as isize - r as isize, w)];
+                }
+            }
+            *o = acc;
+        }
+    }
+    // Column pass in OpenCV's symmetric order: k[r]·centre, then += k[r+j]·(row[+j] + row[−j]).
+    let mut out = PlaneF64::new(h, w);
+    let mut acc = vec![0.0f64; ow];
+    let zero = vec![0.0f64; ow];
+    let row_at = |sy: usize| -> &[f64] {
+        if sy < y0 || sy > y1 {
+            &zero
+        } else {
+            &tmp[sy * ow..(sy + 1) * ow]
+        }
+    };
+    for y in ry0..=ry1 {
+        let c = row_at(y);
+        let kc = k[r];
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = kc * v + 0.0;
+        }
+        for j in 1..=r {
+            let kj = k[r + j];
+            let up = row_at(reflect101(y as isize + j as isize, h));
+            let dn = row_at(reflect101(y as isize - j as isize, h));
+            for ((a, &u), &d) in acc.iter_mut().zip(up).zip(dn) {
+                *a += kj * (u + d);
+            }
+        }
+        out.data[y * w + rx0..y * w + rx1 + 1].copy_from_slice(&acc);
+    }
+    out
+}
+
+fn nonzero_bbox(p: &PlaneF64) -> Option<(usize, usize, usize, usize)> {
+    let (mut y0, mut y1, mut x0, mut x1) = (usize::MAX, 0, usize::MAX, 0);
+    for y in 0..p.height {
+        let row = &p.data[y * p.width..(y + 1) * p.width];
+        if let Some(first) = row.iter().position(|&v| v != 0.0) {
+            let last = row.iter().rposition(|&v| v != 0.0).unwrap_or(first);
+            y0 = y0.min(y);
+            y1 = y;
+            x0 = x0.min(first);
+            x1 = x1.max(last);
+        }
+    }
+    (y0 != usize::MAX).then_some((y0, y1, x0, x1))
+}
+
+fn scale_by_max(p: &mut PlaneF64) -> Result<(), SynthError> {
+    let m = p.max();
+    if m <= 0.0 || !m.is_finite() {
+        return Err(SynthError::EmptyBlendCore);
+    }
+    for v in &mut p.data {
+        *v /= m;
+    }
+    Ok(())
+}
+
+/// `get_blend_mask`: resize to (size_w, size_h), blur(k1, σ=0), /max, zero everything < 1 (the
+/// fully-inside core), blur(k2, σ2), /max, resize back. Errors where the official code would
+/// divide by zero (spec §9 item 20).
+pub fn blend_mask(mask: &PlaneF64, p: &BlendParams) -> Result<PlaneF64, SynthError> {
+    let resized = resize_linear_f64(mask, p.size_h, p.size_w);
+    let mut b = gaussian_blur_f64(&resized, p.kernel_1, 0.0);
+    scale_by_max(&mut b)?;
+    for v in &mut b.data {
+        if *v < 1.0 {
+            *v = 0.0;
+        }
+    }
+    let mut b = gaussian_blur_f64(&b, p.kernel_2, p.sigma_2);
+    scale_by_max(&mut b)?;
+    Ok(resize_linear_f64(&b, mask.height, mask.width))
+}
+
+/// The blend itself: trunc(r·m·S + (1 − r·m)·T) per channel (float64, `.astype(uint8)`).
+pub fn blend_images(
+    source: &ImageU8,
+    target: &ImageU8,
+    mask: &PlaneF64,
+    ratio: f64,
+) -> Result<ImageU8, SynthError> {
+    if source.height != target.height
+        || source.width != target.width
+        || source.channels != target.channels
+    {
+        return Err(SynthError::BadInput(
+            "blend: source and target shapes differ".into(),
+        ));
+    }
+    if mask.height != source.height || mask.width != source.width {
+        return Err(SynthError::BadInput(
+            "blend: mask shape differs from the images".into(),
+        ));
+    }
+    let c = source.channels;
+    let mut out = ImageU8::new(source.height, source.width, c);
+    for (i, &m) in mask.data.iter().enumerate() {
+        let m = m * ratio;
+        let inv = 1.0 - m;
+        for ch in 0..c {
+            let k = i * c + ch;
+            let v = m * source.data[k] as f64 + inv * target.data[k] as f64;
+            out.data[k] = v as u8;
+        }
+    }
+    Ok(out)
+}
+
+/// `dynamic_blend` with fixed parameters: returns (blended image, blend mask without the ratio).
+pub fn dynamic_blend(
+    source: &ImageU8,
+    target: &ImageU8,
+    mask: &PlaneF64,
+    p: &BlendParams,
+) -> Result<(ImageU8, PlaneF64), SynthError> {
+    let m = blend_mask(mask, p)?;
+    let img = blend_images(source, target, &m, p.blend_ratio)?;
+    Ok((img, m))
+}
+
+/// Boundary map B = uint8(255 · 4m(1−m)) (truncation), the per-pixel vulnerability of §4.3 step 11.
+pub fn boundary_map_u8(mask: &PlaneF64) -> ImageU8 {
+    let data = mask
+        .data
+        .iter()
+        .map(|&m| (4.0 * m * (1.0 - m) * 255.0) as u8)
+        .collect();
+    ImageU8 {
+        height: mask.height,
+        width: mask.width,
+        channels: 1,
+        data,
+    }
+}
