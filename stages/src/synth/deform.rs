@@ -47,22 +47,15 @@ impl AffineParams {
     }
 }
 
-/// Elastic `alpha` and `sigma` of the official `randaffine`.
+/// Elastic `alpha` of the official `randaffine` (its `sigma` = 7 is approximated by [`BOX_WIDTHS`]).
 pub const ELASTIC_ALPHA: f64 = 50.0;
-pub const ELASTIC_SIGMA: f64 = 7.0;
 
-/// scipy `gaussian_filter1d` weights (truncate 4.0).
-fn scipy_gaussian_weights(sigma: f64) -> Vec<f64> {
-    let radius = (4.0 * sigma + 0.5) as i64;
-    let mut w: Vec<f64> = (-radius..=radius)
-        .map(|x| (-0.5 * (x * x) as f64 / (sigma * sigma)).exp())
-        .collect();
-    let s: f64 = w.iter().sum();
-    w.iter_mut().for_each(|v| *v /= s);
-    w
-}
+/// Box widths whose repeated application approximates a Gaussian of σ ≈ 7.02
+/// (Σ (w² − 1)/12 = 49.33). The official field comes from numpy's `RandomState` and is not
+/// portable anyway; four O(1) running-sum passes replace scipy's 57-tap Gaussian.
+const BOX_WIDTHS: [usize; 4] = [15, 13, 11, 9];
 
-/// scipy mode `reflect` (half-sample symmetric: `dcba|abcd|dcba`).
+/// scipy-style `reflect` index (half-sample symmetric: `dcba|abcd|dcba`).
 fn reflect(i: i64, n: usize) -> usize {
     let n = n as i64;
     let period = 2 * n;
@@ -73,31 +66,38 @@ fn reflect(i: i64, n: usize) -> usize {
     m as usize
 }
 
-fn gaussian_filter_2d(src: &[f64], h: usize, w: usize, sigma: f64) -> Vec<f64> {
-    let k = scipy_gaussian_weights(sigma);
-    let r = (k.len() / 2) as i64;
-    let mut tmp = vec![0.0; h * w];
-    for y in 0..h {
-        let row = &src[y * w..(y + 1) * w];
+/// One running-mean pass of odd width `w` along a strided line, reflect border.
+fn box_line(
+    buf: &mut [f64],
+    scratch: &mut Vec<f64>,
+    start: usize,
+    stride: usize,
+    n: usize,
+    w: usize,
+) {
+    let r = (w / 2) as i64;
+    scratch.clear();
+    scratch.extend((0..n).map(|i| buf[start + i * stride]));
+    let mut acc: f64 = (-r..=r).map(|k| scratch[reflect(k, n)]).sum();
+    let inv = 1.0 / w as f64;
+    for i in 0..n {
+        buf[start + i * stride] = acc * inv;
+        let add = scratch[reflect(i as i64 + r + 1, n)];
+        let sub = scratch[reflect(i as i64 - r, n)];
+        acc += add - sub;
+    }
+}
+
+fn smooth_field(field: &mut [f64], h: usize, w: usize) {
+    let mut scratch = Vec::with_capacity(h.max(w));
+    for &bw in &BOX_WIDTHS {
+        for y in 0..h {
+            box_line(field, &mut scratch, y * w, 1, w, bw);
+        }
         for x in 0..w {
-            let mut acc = 0.0;
-            for (t, &kv) in k.iter().enumerate() {
-                acc += kv * row[reflect(x as i64 + t as i64 - r, w)];
-            }
-            tmp[y * w + x] = acc;
+            box_line(field, &mut scratch, x, w, h, bw);
         }
     }
-    let mut out = vec![0.0; h * w];
-    for y in 0..h {
-        let o = &mut out[y * w..(y + 1) * w];
-        for (t, &kv) in k.iter().enumerate() {
-            let sy = reflect(y as i64 + t as i64 - r, h);
-            for (a, &v) in o.iter_mut().zip(&tmp[sy * w..(sy + 1) * w]) {
-                *a += kv * v;
-            }
-        }
-    }
-    out
 }
 
 /// Reflect-101 index (OpenCV `BORDER_REFLECT_101`).
@@ -125,7 +125,7 @@ pub struct MaskDeformation {
 }
 
 impl MaskDeformation {
-    /// Draws the elastic field (U(−1,1) per pixel, scipy Gaussian σ = 7, ×50, float32 maps) and
+    /// Draws the elastic field (U(−1,1) per pixel, Gaussian-smoothed with σ ≈ 7, ×50, float32 maps) and
     /// composes it with the affine `params`.
     pub fn draw<R: Rng>(rng: &mut R, params: &AffineParams, height: usize, width: usize) -> Self {
         let noise = |rng: &mut R| -> Vec<f64> {
@@ -133,10 +133,10 @@ impl MaskDeformation {
                 .map(|_| rng.gen::<f64>() * 2.0 - 1.0)
                 .collect()
         };
-        let nx = noise(rng);
-        let ny = noise(rng);
-        let dx = gaussian_filter_2d(&nx, height, width, ELASTIC_SIGMA);
-        let dy = gaussian_filter_2d(&ny, height, width, ELASTIC_SIGMA);
+        let mut dx = noise(rng);
+        let mut dy = noise(rng);
+        smooth_field(&mut dx, height, width);
+        smooth_field(&mut dy, height, width);
         let affine = params.matrix(height, width);
         let aff_idx = warp_affine_nearest_index(&affine, height, width, height, width);
         let mut source = Vec::with_capacity(height * width);
