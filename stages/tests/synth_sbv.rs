@@ -3,23 +3,10 @@
 
 mod synth_common;
 
-use stages::synth::sbv::{self, ClipInput, ItemKey, SbvConfig};
+use stages::synth::sbv::{self, ItemKey, SbvConfig};
 use stages::synth::targets::TargetMode;
 use stages::synth::SynthError;
 use synth_common::*;
-
-pub fn fixture_clip(f: &Fixtures) -> ClipInput {
-    let frames = (0..4).map(|t| f.image(&format!("img256_f{t}"))).collect();
-    let landmarks = (0..4)
-        .map(|t| {
-            f.points(&format!("lms81_raw_f{t}"))
-                .iter()
-                .map(|p| [p[0] as f32, p[1] as f32])
-                .collect()
-        })
-        .collect();
-    ClipInput { frames, landmarks }
-}
 
 #[test]
 fn synthesis_is_deterministic_per_item_and_varies_across_items() {

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use safetensors::{Dtype, SafeTensors};
+use stages::synth::sbv::ClipInput;
 use stages::synth::{ImageU8, PlaneF64};
 
 pub struct Fixtures {
@@ -140,4 +141,18 @@ pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
         .sum::<f64>()
         / a.len() as f64;
     10.0 * (255.0f64 * 255.0 / mse).log10()
+}
+
+/// The fixture clip: frames 50–53 of franck.mp4 with their 81 raw landmarks.
+pub fn fixture_clip(f: &Fixtures) -> ClipInput {
+    let frames = (0..4).map(|t| f.image(&format!("img256_f{t}"))).collect();
+    let landmarks = (0..4)
+        .map(|t| {
+            f.points(&format!("lms81_raw_f{t}"))
+                .iter()
+                .map(|p| [p[0] as f32, p[1] as f32])
+                .collect()
+        })
+        .collect();
+    ClipInput { frames, landmarks }
 }
