@@ -1,1 +1,190 @@
-fn main() {}
+//! SBV synthesis throughput: training pairs per second for 256² inputs → 224² outputs, T = 4, on
+//! 1 and 2 threads, against a baseline measured in the same run (decoding the 4 PNG crops alone).
+//!
+//! `cargo bench -p stages --bench synth [-- --items N] [--preview out.png]`
+//! Inputs: the fixture clip (img256_f0..f3 + 81 landmarks), re-encoded as PNG files.
+
+#[path = "../tests/synth_common/mod.rs"]
+mod synth_common;
+
+use std::time::Instant;
+
+use opencv::core::Vector;
+use opencv::imgcodecs;
+use opencv::prelude::*;
+use rayon::prelude::*;
+use stages::synth::batch::{self, Batch, BatchKey};
+use stages::synth::sbv::{self, ClipInput, ItemKey, SbvConfig};
+use stages::synth::{preview, ImageU8};
+use synth_common::*;
+
+fn decode_rgb(bytes: &[u8]) -> ImageU8 {
+    let buf = Vector::<u8>::from_slice(bytes);
+    let m = imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR).expect("decode");
+    let mut rgb = Mat::default();
+    opencv::imgproc::cvt_color(&m, &mut rgb, opencv::imgproc::COLOR_BGR2RGB, 0).expect("cvt");
+    let data = rgb.data_bytes().unwrap().to_vec();
+    ImageU8::from_vec(rgb.rows() as usize, rgb.cols() as usize, 3, data).unwrap()
+}
+
+/// Process CPU time (user + system) in seconds, from /proc/self/stat: throughput per CPU-second
+/// is the per-core figure, robust to other processes sharing the machine.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let items: u64 = arg("--items").and_then(|v| v.parse().ok()).unwrap_or(200);
+    let f = Fixtures::load();
+    let clip = fixture_clip(&f);
+
+    // PNG crops on disk, as the shard store would hand them over.
+    let dir = std::env::temp_dir().join(format!("synth_bench_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut paths = Vec::new();
+    for (t, img) in clip.frames.iter().enumerate() {
+        let mut bgr = img.clone();
+        bgr.data.chunks_exact_mut(3).for_each(|p| p.swap(0, 2));
+        let m = Mat::new_rows_cols_with_data(256, 256 * 3, &bgr.data).unwrap();
+        let m = m.reshape(3, 256).unwrap();
+        let mut buf = Vector::<u8>::new();
+        imgcodecs::imencode(".png", &m, &mut buf, &Vector::new()).unwrap();
+        let p = dir.join(format!("f{t}.png"));
+        std::fs::write(&p, buf.as_slice()).unwrap();
+        paths.push(p);
+    }
+    let load = || -> ClipInput {
+        let frames = paths
+            .iter()
+            .map(|p| decode_rgb(&std::fs::read(p).unwrap()))
+            .collect();
+        ClipInput {
+            frames,
+            landmarks: clip.landmarks.clone(),
+        }
+    };
+    assert_eq!(load().frames, clip.frames, "PNG round trip");
+
+    let cfg = SbvConfig::default();
+    let keys: Vec<ItemKey> = (0..items)
+        .map(|item| ItemKey {
+            seed: 317,
+            epoch: 0,
+            item,
+        })
+        .collect();
+    let per_s = |n: u64, secs: f64| n as f64 / secs;
+
+    // Warm-up (OpenCV lazy init, page faults).
+    for k in keys.iter().take(4) {
+        sbv::synthesize(&load(), *k, &cfg).unwrap();
+    }
+
+    let (t0, c0) = (Instant::now(), cpu_seconds());
+    for _ in 0..items {
+        std::hint::black_box(load());
+    }
+    let base = per_s(items, t0.elapsed().as_secs_f64());
+    let base_cpu = per_s(items, cpu_seconds() - c0);
+
+    let inputs: Vec<ClipInput> = (0..items).map(|_| clip.clone()).collect();
+    let (t0, c0) = (Instant::now(), cpu_seconds());
+    for (inp, k) in inputs.iter().zip(&keys) {
+        std::hint::black_box(sbv::synthesize(inp, *k, &cfg).unwrap());
+    }
+    let synth1 = per_s(items, t0.elapsed().as_secs_f64());
+    let synth1_cpu = per_s(items, cpu_seconds() - c0);
+
+    let run_e2e = |threads: usize| -> (f64, f64) {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let (t0, c0) = (Instant::now(), cpu_seconds());
+        let pairs: Vec<_> = pool.install(|| {
+            keys.par_iter()
+                .map(|k| sbv::synthesize(&load(), *k, &cfg).unwrap())
+                .collect()
+        });
+        for (i, chunk) in pairs.chunks(16).enumerate() {
+            std::hint::black_box(
+                Batch::assemble(
+                    chunk,
+                    BatchKey {
+                        seed: 317,
+                        epoch: 0,
+                        index: i as u64,
+                    },
+                )
+                .unwrap(),
+            );
+        }
+        (
+            per_s(items, t0.elapsed().as_secs_f64()),
+            per_s(items, cpu_seconds() - c0),
+        )
+    };
+    let (e2e1, e2e1_cpu) = run_e2e(1);
+    let (e2e2, e2e2_cpu) = run_e2e(2);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+
+    println!(
+        "items per measurement: {items}; load average at end: {}",
+        load.trim()
+    );
+    println!(
+        "{:<44} {:>12} {:>16}",
+        "measurement", "wall items/s", "items/CPU-second"
+    );
+    println!(
+        "{:<44} {base:>12.1} {base_cpu:>16.1}",
+        "baseline: read+decode 4 PNG crops, 1 thread"
+    );
+    println!(
+        "{:<44} {synth1:>12.1} {synth1_cpu:>16.1}",
+        "SBV synthesis only (decoded), 1 thread"
+    );
+    println!(
+        "{:<44} {e2e1:>12.1} {e2e1_cpu:>16.1}",
+        "decode + SBV + f32 batch, 1 thread"
+    );
+    println!(
+        "{:<44} {e2e2:>12.1} {e2e2_cpu:>16.1}",
+        "decode + SBV + f32 batch, 2 threads"
+    );
+    println!(
+        "ratio end-to-end / baseline (1 thread, wall): {:.3}; (per CPU-second): {:.3}",
+        e2e1 / base,
+        e2e1_cpu / base_cpu
+    );
+    println!("2-thread scaling (wall): x{:.2}", e2e2 / e2e1);
+
+    if let Some(out) = arg("--preview") {
+        let cfg = SbvConfig {
+            keep_debug: true,
+            ..SbvConfig::default()
+        };
+        let n = arg("--preview-items")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4);
+        let pairs: Vec<_> = batch::synthesize_items(&inputs[..n], &keys[..n], &cfg, 2)
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        preview::write_png(&pairs, std::path::Path::new(&out)).unwrap();
+        println!("preview written to {out}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

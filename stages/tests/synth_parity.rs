@@ -231,6 +231,20 @@ fn network_warps_are_bit_exact() {
         (0, 0),
         "real 224"
     );
+    // Warping a view of the uncropped image is the same as cropping first.
+    let view = warp::Rect {
+        y0: 10,
+        x0: 10,
+        height: 236,
+        width: 236,
+    };
+    let fake_view =
+        warp::warp_affine_linear_u8_view(&f.image("blend_img_u8"), view, &m224, 224, 224, None);
+    assert_eq!(
+        diff_u8(&fake_view.data, &f.image("warp_fake224").data),
+        (0, 0),
+        "fake 224 through a view"
+    );
     let m226 = warp::network_transform(226, 226, 224).unwrap();
     let test = warp::warp_affine_linear_u8(
         &f.image("img256_f0").crop(15, 15, 226, 226),

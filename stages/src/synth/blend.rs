@@ -273,6 +273,11 @@ pub fn blend_images(
     let c = source.channels;
     let mut out = ImageU8::new(source.height, source.width, c);
     for (i, &m) in mask.data.iter().enumerate() {
+        if m == 0.0 {
+            // 0·S + 1·T is exactly T.
+            out.data[i * c..(i + 1) * c].copy_from_slice(&target.data[i * c..(i + 1) * c]);
+            continue;
+        }
         let m = m * ratio;
         let inv = 1.0 - m;
         for ch in 0..c {

@@ -8,7 +8,7 @@
 
 use rand::Rng;
 
-use super::warp::{warp_affine_linear_u8, warp_affine_nearest_index, Affine};
+use super::warp::{warp_affine_linear_u8_view, warp_affine_nearest_index, Affine, Rect};
 use super::{ImageU8, PlaneF64};
 
 /// Parameters of the albumentations 1.1.0 `Affine(translate_percent={x: ±3 %, y: ±1.5 %},
@@ -66,37 +66,54 @@ fn reflect(i: i64, n: usize) -> usize {
     m as usize
 }
 
-/// One running-mean pass of odd width `w` along a strided line, reflect border.
-fn box_line(
-    buf: &mut [f64],
-    scratch: &mut Vec<f64>,
-    start: usize,
-    stride: usize,
-    n: usize,
-    w: usize,
-) {
-    let r = (w / 2) as i64;
-    scratch.clear();
-    scratch.extend((0..n).map(|i| buf[start + i * stride]));
-    let mut acc: f64 = (-r..=r).map(|k| scratch[reflect(k, n)]).sum();
-    let inv = 1.0 / w as f64;
-    for i in 0..n {
-        buf[start + i * stride] = acc * inv;
-        let add = scratch[reflect(i as i64 + r + 1, n)];
-        let sub = scratch[reflect(i as i64 - r, n)];
-        acc += add - sub;
+/// One running-mean pass of odd width `w` over every row (reflect border).
+fn box_rows(field: &mut [f64], h: usize, w: usize, bw: usize, pad: &mut Vec<f64>) {
+    let r = bw / 2;
+    let inv = 1.0 / bw as f64;
+    for y in 0..h {
+        let row = &mut field[y * w..(y + 1) * w];
+        pad.clear();
+        pad.extend((0..w + 2 * r + 1).map(|i| row[reflect(i as i64 - r as i64, w)]));
+        let mut acc: f64 = pad[..bw].iter().sum();
+        for (x, o) in row.iter_mut().enumerate() {
+            *o = acc * inv;
+            acc += pad[x + bw] - pad[x];
+        }
+    }
+}
+
+/// The same pass over every column, as a running sum of whole rows (cache-friendly).
+fn box_cols(field: &mut [f64], h: usize, w: usize, bw: usize, src: &mut Vec<f64>) {
+    let r = bw / 2;
+    let inv = 1.0 / bw as f64;
+    src.clear();
+    src.extend_from_slice(field);
+    let row = |y: i64| -> &[f64] {
+        let y = reflect(y, h);
+        &src[y * w..(y + 1) * w]
+    };
+    let mut acc = vec![0.0f64; w];
+    for k in -(r as i64)..=(r as i64) {
+        for (a, &v) in acc.iter_mut().zip(row(k)) {
+            *a += v;
+        }
+    }
+    for y in 0..h {
+        for (o, &a) in field[y * w..(y + 1) * w].iter_mut().zip(&acc) {
+            *o = a * inv;
+        }
+        let (add, sub) = (row(y as i64 + r as i64 + 1), row(y as i64 - r as i64));
+        for ((a, &p), &m) in acc.iter_mut().zip(add).zip(sub) {
+            *a += p - m;
+        }
     }
 }
 
 fn smooth_field(field: &mut [f64], h: usize, w: usize) {
-    let mut scratch = Vec::with_capacity(h.max(w));
+    let mut scratch = Vec::with_capacity(h * w);
     for &bw in &BOX_WIDTHS {
-        for y in 0..h {
-            box_line(field, &mut scratch, y * w, 1, w, bw);
-        }
-        for x in 0..w {
-            box_line(field, &mut scratch, x, w, h, bw);
-        }
+        box_rows(field, h, w, bw, &mut scratch);
+        box_cols(field, h, w, bw, &mut scratch);
     }
 }
 
@@ -173,7 +190,22 @@ impl MaskDeformation {
     }
 
     /// The affine part on the source image (bilinear, constant 0 border).
-    pub fn apply_image(&self, img: &ImageU8) -> ImageU8 {
-        warp_affine_linear_u8(img, &self.affine, img.height, img.width)
+    /// Only destination pixels where `needed` is non-zero are computed when it is given (the blend
+    /// reads the source nowhere else); the rest stay 0.
+    pub fn apply_image(&self, img: &ImageU8, needed: Option<&PlaneF64>) -> ImageU8 {
+        let full = Rect {
+            y0: 0,
+            x0: 0,
+            height: img.height,
+            width: img.width,
+        };
+        warp_affine_linear_u8_view(
+            img,
+            full,
+            &self.affine,
+            img.height,
+            img.width,
+            needed.map(|p| p.data.as_slice()),
+        )
     }
 }

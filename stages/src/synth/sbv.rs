@@ -16,7 +16,7 @@ use super::hull::{self, HullType};
 use super::landmarks::{self, Damper, Points};
 use super::maskout;
 use super::targets::{self, TargetMode, TemporalTarget};
-use super::warp::{self, Affine};
+use super::warp::{self, Affine, Rect};
 use super::{ImageU8, SynthError};
 
 /// One clip as the shard store delivers it: T frames of H×W RGB (256×256 in training) and the
@@ -380,33 +380,31 @@ fn synthesize_frame(
         let t = p.source_transform.apply(&img)?;
         (img, t)
     };
-    let source = plan.deformation.apply_image(&source);
     let mask = plan.deformation.apply_mask(&hull);
     let m = blend::blend_mask(&mask, &p.blend)?;
+    let source = plan.deformation.apply_image(&source, Some(&m));
     let blended = blend::blend_images(&source, &target, &m, p.blend.blend_ratio)?;
     let boundary = blend::boundary_map_u8(&m);
 
     let (mg, c) = (p.margin, plan.crop);
-    let fake = warp::warp_affine_linear_u8(
-        &blended.crop(mg, mg, c, c),
-        &plan.to_out,
-        cfg.out_size,
-        cfg.out_size,
-    );
-    let real = warp::warp_affine_linear_u8(
-        &target.crop(mg, mg, c, c),
-        &plan.to_out,
-        cfg.out_size,
-        cfg.out_size,
-    );
-    let bcrop = boundary.crop(mg, mg, c, c);
-    let v = warp::warp_affine_linear_u8(&bcrop, &plan.to_grid, cfg.grid, cfg.grid).data;
-    if let Some(d) = debug {
-        d.boundary.push(warp::warp_affine_linear_u8(
-            &bcrop,
+    let view = Rect {
+        y0: mg,
+        x0: mg,
+        height: c,
+        width: c,
+    };
+    let (d, g) = (cfg.out_size, cfg.grid);
+    let fake = warp::warp_affine_linear_u8_view(&blended, view, &plan.to_out, d, d, None);
+    let real = warp::warp_affine_linear_u8_view(&target, view, &plan.to_out, d, d, None);
+    let v = warp::warp_affine_linear_u8_view(&boundary, view, &plan.to_grid, g, g, None).data;
+    if let Some(dbg) = debug {
+        dbg.boundary.push(warp::warp_affine_linear_u8_view(
+            &boundary,
+            view,
             &plan.to_out,
-            cfg.out_size,
-            cfg.out_size,
+            d,
+            d,
+            None,
         ));
         let m8 = ImageU8 {
             height: h,
@@ -414,11 +412,13 @@ fn synthesize_frame(
             channels: 1,
             data: m.data.iter().map(|&v| (v * 255.0) as u8).collect(),
         };
-        d.blend_mask.push(warp::warp_affine_linear_u8(
-            &m8.crop(mg, mg, c, c),
+        dbg.blend_mask.push(warp::warp_affine_linear_u8_view(
+            &m8,
+            view,
             &plan.to_out,
-            cfg.out_size,
-            cfg.out_size,
+            d,
+            d,
+            None,
         ));
     }
     Ok((real, fake, v))

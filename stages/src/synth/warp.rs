@@ -79,87 +79,164 @@ fn cv_round(v: f64) -> i64 {
     v.round_ties_even() as i64
 }
 
-/// Per-destination-pixel source positions in OpenCV's fixed point: (x, y) of the top-left
-/// neighbour and the 5-bit fractions, for bilinear (`nearest = false`) or nearest sampling.
-fn fixed_point_coords(
+/// `cv2.warpAffine(src, m, (out_w, out_h), INTER_LINEAR, BORDER_CONSTANT, 0)` on uint8, bit-exact
+/// with OpenCV 4.10 (5-bit fractions, 15-bit weights; out-of-image neighbours read as 0).
+pub fn warp_affine_linear_u8(src: &ImageU8, m: &Affine, out_h: usize, out_w: usize) -> ImageU8 {
+    let full = Rect {
+        y0: 0,
+        x0: 0,
+        height: src.height,
+        width: src.width,
+    };
+    warp_affine_linear_u8_view(src, full, m, out_h, out_w, None)
+}
+
+/// A sub-rectangle of an image, used as the source of a warp as if it had been cropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rect {
+    pub y0: usize,
+    pub x0: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+/// [`warp_affine_linear_u8`] of `src` cropped to `view` (bit-identical to cropping first: pixels
+/// outside the view read as the constant 0 border), computing only destination pixels where
+/// `only` is non-zero (others stay 0) — the blend never reads the source where its mask is 0.
+pub fn warp_affine_linear_u8_view(
+    src: &ImageU8,
+    view: Rect,
     m: &Affine,
     out_h: usize,
     out_w: usize,
-    nearest: bool,
-) -> Vec<(i32, i32, u8, u8)> {
-    let mi = invert_affine(m);
-    let round_delta: i64 = if nearest { 512 } else { 16 };
-    let adelta: Vec<i64> = (0..out_w)
-        .map(|x| cv_round(mi[0][0] * x as f64 * AB_SCALE))
-        .collect();
-    let bdelta: Vec<i64> = (0..out_w)
-        .map(|x| cv_round(mi[1][0] * x as f64 * AB_SCALE))
-        .collect();
-    let mut out = Vec::with_capacity(out_h * out_w);
+    only: Option<&[f64]>,
+) -> ImageU8 {
+    assert!(
+        view.y0 + view.height <= src.height && view.x0 + view.width <= src.width,
+        "warp view outside the image"
+    );
+    match src.channels {
+        1 => warp_linear::<1>(src, view, m, out_h, out_w, only),
+        3 => warp_linear::<3>(src, view, m, out_h, out_w, only),
+        c => warp_linear_dyn(src, view, m, out_h, out_w, c, only),
+    }
+}
+
+/// Row-wise fixed-point increments of OpenCV's `WarpAffineInvoker`.
+struct FixedRows {
+    mi: Affine,
+    adelta: Vec<i64>,
+    bdelta: Vec<i64>,
+}
+
+impl FixedRows {
+    fn new(m: &Affine, out_w: usize) -> Self {
+        let mi = invert_affine(m);
+        let adelta = (0..out_w)
+            .map(|x| cv_round(mi[0][0] * x as f64 * AB_SCALE))
+            .collect();
+        let bdelta = (0..out_w)
+            .map(|x| cv_round(mi[1][0] * x as f64 * AB_SCALE))
+            .collect();
+        Self { mi, adelta, bdelta }
+    }
+
+    fn row(&self, y: usize, round_delta: i64) -> (i64, i64) {
+        let x0 = cv_round((self.mi[0][1] * y as f64 + self.mi[0][2]) * AB_SCALE) + round_delta;
+        let y0 = cv_round((self.mi[1][1] * y as f64 + self.mi[1][2]) * AB_SCALE) + round_delta;
+        (x0, y0)
+    }
+}
+
+#[inline(always)]
+fn bilinear_weights(fx: i32, fy: i32) -> [i32; 4] {
+    [
+        (32 - fx) * (32 - fy) * 32,
+        fx * (32 - fy) * 32,
+        (32 - fx) * fy * 32,
+        fx * fy * 32,
+    ]
+}
+
+fn warp_linear<const C: usize>(
+    src: &ImageU8,
+    view: Rect,
+    m: &Affine,
+    out_h: usize,
+    out_w: usize,
+    only: Option<&[f64]>,
+) -> ImageU8 {
+    let (sh, sw) = (view.height as i64, view.width as i64);
+    let stride = src.width * C;
+    let sd = &src.data[(view.y0 * src.width + view.x0) * C..];
+    let mut out = ImageU8::new(out_h, out_w, C);
+    let rows = FixedRows::new(m, out_w);
     for y in 0..out_h {
-        let x0 = cv_round((mi[0][1] * y as f64 + mi[0][2]) * AB_SCALE) + round_delta;
-        let y0 = cv_round((mi[1][1] * y as f64 + mi[1][2]) * AB_SCALE) + round_delta;
+        let (x0, y0) = rows.row(y, 16);
+        let orow = &mut out.data[y * out_w * C..(y + 1) * out_w * C];
         for x in 0..out_w {
-            if nearest {
-                let xs = (x0 + adelta[x]) >> AB_BITS;
-                let ys = (y0 + bdelta[x]) >> AB_BITS;
-                out.push((xs as i32, ys as i32, 0, 0));
-            } else {
-                let xs = (x0 + adelta[x]) >> (AB_BITS - INTER_BITS);
-                let ys = (y0 + bdelta[x]) >> (AB_BITS - INTER_BITS);
-                out.push((
-                    (xs >> INTER_BITS) as i32,
-                    (ys >> INTER_BITS) as i32,
-                    (xs & 31) as u8,
-                    (ys & 31) as u8,
-                ));
+            if let Some(o) = only {
+                if o[y * out_w + x] == 0.0 {
+                    continue;
+                }
+            }
+            let xs = (x0 + rows.adelta[x]) >> (AB_BITS - INTER_BITS);
+            let ys = (y0 + rows.bdelta[x]) >> (AB_BITS - INTER_BITS);
+            let (xi, yi) = (xs >> INTER_BITS, ys >> INTER_BITS);
+            let w = bilinear_weights((xs & 31) as i32, (ys & 31) as i32);
+            let dst = &mut orow[x * C..(x + 1) * C];
+            if xi >= 0 && yi >= 0 && xi + 1 < sw && yi + 1 < sh {
+                let p00 = yi as usize * stride + xi as usize * C;
+                let p10 = p00 + stride;
+                for ch in 0..C {
+                    let s = w[0] * sd[p00 + ch] as i32
+                        + w[1] * sd[p00 + C + ch] as i32
+                        + w[2] * sd[p10 + ch] as i32
+                        + w[3] * sd[p10 + C + ch] as i32;
+                    dst[ch] = ((s + (1 << 14)) >> 15) as u8;
+                }
+            } else if xi >= -1 && yi >= -1 && xi < sw && yi < sh {
+                let px = |x: i64, y: i64, ch: usize| -> i32 {
+                    if x >= 0 && y >= 0 && x < sw && y < sh {
+                        sd[y as usize * stride + x as usize * C + ch] as i32
+                    } else {
+                        0
+                    }
+                };
+                for ch in 0..C {
+                    let s = w[0] * px(xi, yi, ch)
+                        + w[1] * px(xi + 1, yi, ch)
+                        + w[2] * px(xi, yi + 1, ch)
+                        + w[3] * px(xi + 1, yi + 1, ch);
+                    dst[ch] = ((s + (1 << 14)) >> 15).clamp(0, 255) as u8;
+                }
             }
         }
     }
     out
 }
 
-/// `cv2.warpAffine(src, m, (out_w, out_h), INTER_LINEAR, BORDER_CONSTANT, 0)` on uint8, bit-exact
-/// with OpenCV 4.10 (5-bit fractions, 15-bit weights; out-of-image neighbours read as 0).
-pub fn warp_affine_linear_u8(src: &ImageU8, m: &Affine, out_h: usize, out_w: usize) -> ImageU8 {
-    let c = src.channels;
-    let (sh, sw) = (src.height as i32, src.width as i32);
+fn warp_linear_dyn(
+    src: &ImageU8,
+    view: Rect,
+    m: &Affine,
+    out_h: usize,
+    out_w: usize,
+    c: usize,
+    only: Option<&[f64]>,
+) -> ImageU8 {
+    // Rare channel counts: split into planes, warp each, interleave.
     let mut out = ImageU8::new(out_h, out_w, c);
-    let coords = fixed_point_coords(m, out_h, out_w, false);
-    for (i, &(xi, yi, fx, fy)) in coords.iter().enumerate() {
-        let (fx, fy) = (fx as i32, fy as i32);
-        let w = [
-            (32 - fx) * (32 - fy) * 32,
-            fx * (32 - fy) * 32,
-            (32 - fx) * fy * 32,
-            fx * fy * 32,
-        ];
-        let dst = &mut out.data[i * c..(i + 1) * c];
-        if xi >= 0 && yi >= 0 && xi + 1 < sw && yi + 1 < sh {
-            let p00 = (yi as usize * src.width + xi as usize) * c;
-            let p10 = p00 + src.width * c;
-            for ch in 0..c {
-                let s = w[0] * src.data[p00 + ch] as i32
-                    + w[1] * src.data[p00 + c + ch] as i32
-                    + w[2] * src.data[p10 + ch] as i32
-                    + w[3] * src.data[p10 + c + ch] as i32;
-                dst[ch] = ((s + (1 << 14)) >> 15).clamp(0, 255) as u8;
-            }
-        } else if xi >= -1 && yi >= -1 && xi < sw && yi < sh {
-            let px = |x: i32, y: i32, ch: usize| -> i32 {
-                if x >= 0 && y >= 0 && x < sw && y < sh {
-                    src.data[(y as usize * src.width + x as usize) * c + ch] as i32
-                } else {
-                    0
-                }
-            };
-            for ch in 0..c {
-                let s = w[0] * px(xi, yi, ch)
-                    + w[1] * px(xi + 1, yi, ch)
-                    + w[2] * px(xi, yi + 1, ch)
-                    + w[3] * px(xi + 1, yi + 1, ch);
-                dst[ch] = ((s + (1 << 14)) >> 15).clamp(0, 255) as u8;
-            }
+    for ch in 0..c {
+        let plane = ImageU8 {
+            height: src.height,
+            width: src.width,
+            channels: 1,
+            data: src.data.iter().skip(ch).step_by(c).copied().collect(),
+        };
+        let w = warp_linear::<1>(&plane, view, m, out_h, out_w, only);
+        for (i, v) in w.data.into_iter().enumerate() {
+            out.data[i * c + ch] = v;
         }
     }
     out
@@ -174,11 +251,18 @@ pub fn warp_affine_nearest_index(
     out_h: usize,
     out_w: usize,
 ) -> Vec<Option<u32>> {
-    fixed_point_coords(m, out_h, out_w, true)
-        .into_iter()
-        .map(|(x, y, _, _)| {
-            (x >= 0 && y >= 0 && (x as usize) < src_w && (y as usize) < src_h)
-                .then(|| (y as usize * src_w + x as usize) as u32)
-        })
-        .collect()
+    let rows = FixedRows::new(m, out_w);
+    let mut out = Vec::with_capacity(out_h * out_w);
+    for y in 0..out_h {
+        let (x0, y0) = rows.row(y, 512);
+        for x in 0..out_w {
+            let xs = (x0 + rows.adelta[x]) >> AB_BITS;
+            let ys = (y0 + rows.bdelta[x]) >> AB_BITS;
+            out.push(
+                (xs >= 0 && ys >= 0 && (xs as usize) < src_w && (ys as usize) < src_h)
+                    .then(|| (ys as usize * src_w + xs as usize) as u32),
+            );
+        }
+    }
+    out
 }
