@@ -170,6 +170,10 @@ fn main() {
     );
     println!("2-thread scaling (wall): x{:.2}", e2e2 / e2e1);
 
+    if args.iter().any(|a| a == "--stages") {
+        stage_breakdown(&f, &clip);
+    }
+
     if let Some(out) = arg("--preview") {
         let cfg = SbvConfig {
             keep_debug: true,
@@ -187,4 +191,134 @@ fn main() {
         println!("preview written to {out}");
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Per-primitive costs on the fixture frame (µs per call, 1 thread), to see where a pair's time goes.
+fn stage_breakdown(f: &Fixtures, clip: &ClipInput) {
+    use stages::synth::blend::{self, BlendParams};
+    use stages::synth::color::{Degrade, PostTransform, SourceTransform};
+    use stages::synth::deform::{AffineParams, MaskDeformation};
+    use stages::synth::hull::{self, HullType};
+    use stages::synth::warp;
+    let reps = 50;
+    let time = |name: &str, per_pair: usize, mut op: Box<dyn FnMut() + '_>| {
+        let t0 = Instant::now();
+        for _ in 0..reps {
+            op();
+        }
+        let us = t0.elapsed().as_secs_f64() * 1e6 / reps as f64;
+        println!(
+            "{name:<44} {us:>9.1} us/call  x{per_pair:<2} per pair = {:>7.2} ms",
+            us * per_pair as f64 / 1000.0
+        );
+    };
+    let img = clip.frames[0].clone();
+    let pts: Vec<[f64; 2]> = stages::synth::landmarks::reorder(&f.points("lms81_raw_f0"));
+    let hullm = hull::hull_mask(&pts, HullType::Components, 256, 256).unwrap();
+    let bp = BlendParams {
+        size_h: 290,
+        size_w: 250,
+        kernel_1: 15,
+        kernel_2: 15,
+        sigma_2: 25.0,
+        blend_ratio: 1.0,
+    };
+    let m = blend::blend_mask(&hullm, &bp).unwrap();
+    let src_tf = SourceTransform {
+        rgb_shift: None,
+        hsv: [0.1, -0.1, 0.2],
+        brightness_contrast: (1.05, 0.02),
+        degrade: Degrade::Sharpen {
+            alpha: 0.3,
+            lightness: 0.7,
+        },
+    };
+    let post = PostTransform {
+        rgb_shift: Some([3.0, -4.0, 5.0]),
+        hsv: Some([0.1, 0.1, -0.1]),
+        brightness_contrast: Some((1.1, 0.1)),
+        jpeg_quality: Some(70),
+    };
+    let aff = AffineParams {
+        translate_x: 3.0,
+        translate_y: -2.0,
+        scale_x: 1.02,
+        scale_y: 0.98,
+    };
+    let mut rng = sbv::attempt_rng(
+        ItemKey {
+            seed: 0,
+            epoch: 0,
+            item: 0,
+        },
+        1,
+    );
+    let deform = MaskDeformation::draw(&mut rng, &aff, 256, 256);
+    let m224 = warp::network_transform(236, 236, 224).unwrap();
+    let view = warp::Rect {
+        y0: 10,
+        x0: 10,
+        height: 236,
+        width: 236,
+    };
+    let img224 = warp::warp_affine_linear_u8_view(&img, view, &m224, 224, 224, None);
+    println!("per-primitive costs (1 thread, fixture frame 0):");
+    time(
+        "hull mask (components)",
+        4,
+        Box::new(|| drop(hull::hull_mask(&pts, HullType::Components, 256, 256).unwrap())),
+    );
+    time(
+        "source transform (HSV+BC+sharpen) 256^2",
+        4,
+        Box::new(|| drop(src_tf.apply(&img).unwrap())),
+    );
+    time(
+        "elastic field + affine index map (per clip)",
+        1,
+        Box::new(|| drop(MaskDeformation::draw(&mut rng.clone(), &aff, 256, 256))),
+    );
+    time(
+        "deform mask (gather)",
+        4,
+        Box::new(|| drop(deform.apply_mask(&hullm))),
+    );
+    time(
+        "blend mask (resize, 2 blurs, resize)",
+        4,
+        Box::new(|| drop(blend::blend_mask(&hullm, &bp).unwrap())),
+    );
+    time(
+        "affine warp of source where m > 0",
+        4,
+        Box::new(|| drop(deform.apply_image(&img, Some(&m)))),
+    );
+    time(
+        "blend + boundary map",
+        4,
+        Box::new(|| {
+            drop(blend::blend_images(&img, &img, &m, 0.75).unwrap());
+            drop(blend::boundary_map_u8(&m));
+        }),
+    );
+    time(
+        "2 warps to 224 + 1 to 14",
+        4,
+        Box::new(|| {
+            drop(warp::warp_affine_linear_u8_view(
+                &img, view, &m224, 224, 224, None,
+            ));
+            drop(warp::warp_affine_linear_u8_view(
+                &img, view, &m224, 224, 224, None,
+            ));
+        }),
+    );
+    time(
+        "post transform, all four fire (x8 max)",
+        8,
+        Box::new(|| {
+            let mut x = img224.clone();
+            post.apply(&mut x).unwrap();
+        }),
+    );
 }

@@ -316,10 +316,13 @@ fn temporal_target_clean_uses_signed_differences() {
     let clean = targets::temporal_target(&m, TargetMode::Clean);
     // Recompute the clean statistics independently from the maps.
     let mut d = Vec::new();
-    for t in 1..m.len() {
-        for i in 0..m[t].len() {
-            d.push((m[t][i] as f64 - m[t - 1][i] as f64).abs());
-        }
+    for pair in m.windows(2) {
+        d.extend(
+            pair[1]
+                .iter()
+                .zip(&pair[0])
+                .map(|(&a, &b)| (a as f64 - b as f64).abs()),
+        );
     }
     let mean = d.iter().sum::<f64>() / d.len() as f64;
     let std = (d.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d.len() as f64).sqrt();
@@ -331,10 +334,10 @@ fn temporal_target_clean_uses_signed_differences() {
         compat.mean
     );
     let n = m[0].len();
-    for t in 1..m.len() {
-        for i in 0..n {
-            let want = ((m[t][i] as f64 - m[t - 1][i] as f64).abs() - mean) / std;
-            assert!((clean.fake[t * n + i] - want).abs() < 1e-12);
+    for (t, pair) in m.windows(2).enumerate() {
+        for (i, (&a, &b)) in pair[1].iter().zip(&pair[0]).enumerate() {
+            let want = ((a as f64 - b as f64).abs() - mean) / std;
+            assert!((clean.fake[(t + 1) * n + i] - want).abs() < 1e-12);
         }
     }
 }
@@ -365,7 +368,7 @@ fn mask_out_matches_official() {
         assert_eq!(u, ub[t], "frame {t} upper bound");
         assert!((u / 255.0 - ys[t]).abs() < 1e-15);
         assert_eq!(
-            maskout::remaining_upper_bound(&vec![0; 196], &sel.keep),
+            maskout::remaining_upper_bound(&[0; 196], &sel.keep),
             1.0,
             "real clip"
         );
@@ -379,7 +382,7 @@ fn mask_out_matches_official() {
 
     let z = &js["zero_map_case"];
     let sel = maskout::select(
-        &vec![0; 196],
+        &[0; 196],
         z["fake_intensity_in"].as_f64().unwrap(),
         &mut Patched(37, 5),
     )

@@ -80,7 +80,7 @@ fn pair_shapes_targets_and_blend_region_are_consistent() {
         assert_ne!(p.real[0], p.fake[0], "item {item}: fake equals real");
         if p.params.mask_out {
             seen_mask_out.0 = true;
-            assert!(p.keep.iter().any(|&k| k == 0));
+            assert!(p.keep.contains(&0));
             assert!(p.spatial_fake.iter().all(|&y| (0.0..=1.0).contains(&y)));
             // Masked blocks are black in both clips.
             let cell = p.keep.iter().position(|&k| k == 0).unwrap();

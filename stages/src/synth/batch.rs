@@ -62,6 +62,29 @@ fn normalise_lut() -> [[f32; 256]; 3] {
 impl Batch {
     /// Stacks reals then fakes (as the official collate) and applies the deterministic permutation.
     pub fn assemble(pairs: &[SynthesizedPair], key: BatchKey) -> Result<Self, SynthError> {
+        let mut b = Self {
+            clips: 0,
+            frames: 0,
+            size: 0,
+            grid: 0,
+            images: Vec::new(),
+            heatmap: Vec::new(),
+            spatial: Vec::new(),
+            labels: Vec::new(),
+            mask: Vec::new(),
+            order: Vec::new(),
+        };
+        b.assemble_into(pairs, key)?;
+        Ok(b)
+    }
+
+    /// [`Batch::assemble`] reusing this batch's buffers (a loader keeps one per worker, which
+    /// avoids faulting in tens of MB of fresh pages per batch).
+    pub fn assemble_into(
+        &mut self,
+        pairs: &[SynthesizedPair],
+        key: BatchKey,
+    ) -> Result<(), SynthError> {
         let first = pairs
             .first()
             .ok_or_else(|| SynthError::BadInput("empty batch".into()))?;
@@ -90,11 +113,19 @@ impl Batch {
         let n = order.len();
         let (hw, cells) = (size * size, grid * grid);
         let lut = normalise_lut();
-        let mut images = vec![0f32; n * 3 * frames * hw];
-        let mut heatmap = vec![0f32; n * frames * cells];
-        let mut spatial = vec![0f32; n * frames];
-        let mut labels = vec![0f32; n];
-        let mut mask = vec![0u8; n * frames * cells];
+        let reuse = |v: &mut Vec<f32>, len: usize| {
+            let mut v = std::mem::take(v);
+            v.clear();
+            v.resize(len, 0.0);
+            v
+        };
+        let mut images = reuse(&mut self.images, n * 3 * frames * hw);
+        let mut heatmap = reuse(&mut self.heatmap, n * frames * cells);
+        let mut spatial = reuse(&mut self.spatial, n * frames);
+        let mut labels = reuse(&mut self.labels, n);
+        let mut mask = std::mem::take(&mut self.mask);
+        mask.clear();
+        mask.resize(n * frames * cells, 0);
         for (slot, &(item, is_fake)) in order.iter().enumerate() {
             let p = &pairs[item];
             let clip = if is_fake { &p.fake } else { &p.real };
@@ -132,7 +163,7 @@ impl Batch {
                     .copy_from_slice(&p.keep);
             }
         }
-        Ok(Self {
+        *self = Self {
             clips: n,
             frames,
             size,
@@ -143,7 +174,8 @@ impl Batch {
             labels,
             mask,
             order,
-        })
+        };
+        Ok(())
     }
 
     /// The images as bf16 (round to nearest even).
@@ -260,6 +292,9 @@ pub fn synthesize_items(
     }))
 }
 
+/// A batch, the pairs it was built from, and the items that failed (input index, error).
+pub type BatchOutcome = (Batch, Vec<SynthesizedPair>, Vec<(usize, SynthError)>);
+
 /// Items → batch: failed items are skipped and reported (index, error) so the caller can log them.
 pub fn synthesize_batch(
     inputs: &[ClipInput],
@@ -267,7 +302,7 @@ pub fn synthesize_batch(
     cfg: &SbvConfig,
     batch_key: BatchKey,
     threads: usize,
-) -> Result<(Batch, Vec<SynthesizedPair>, Vec<(usize, SynthError)>), SynthError> {
+) -> Result<BatchOutcome, SynthError> {
     let mut ok = Vec::new();
     let mut failed = Vec::new();
     for (i, r) in synthesize_items(inputs, keys, cfg, threads)?

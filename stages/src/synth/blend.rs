@@ -152,9 +152,9 @@ pub fn gaussian_blur_f64(src: &PlaneF64, ksize: usize, sigma: f64) -> PlaneF64 {
     };
     // Region whose output can be non-zero (support dilated by r, plus reflected copies at borders:
     // clamp generously to the full extent when the support touches a border).
-    let ry0 = if y0 <= r { 0 } else { y0 - r };
+    let ry0 = y0.saturating_sub(r);
     let ry1 = if y1 + r >= h - 1 { h - 1 } else { y1 + r };
-    let rx0 = if x0 <= r { 0 } else { x0 - r };
+    let rx0 = x0.saturating_sub(r);
     let rx1 = if x1 + r >= w - 1 { w - 1 } else { x1 + r };
     let ow = rx1 - rx0 + 1;
     // Row pass over rows that hold non-zero input (others give 0), for output columns rx0..=rx1.

@@ -73,7 +73,14 @@ fn box_rows(field: &mut [f64], h: usize, w: usize, bw: usize, pad: &mut Vec<f64>
     for y in 0..h {
         let row = &mut field[y * w..(y + 1) * w];
         pad.clear();
-        pad.extend((0..w + 2 * r + 1).map(|i| row[reflect(i as i64 - r as i64, w)]));
+        if w > r + 1 {
+            // dcba|abcd...wxyz|zyxw plus one spare sample for the last update.
+            pad.extend(row[..r].iter().rev());
+            pad.extend_from_slice(row);
+            pad.extend(row[w - r - 1..].iter().rev());
+        } else {
+            pad.extend((0..w + 2 * r + 1).map(|i| row[reflect(i as i64 - r as i64, w)]));
+        }
         let mut acc: f64 = pad[..bw].iter().sum();
         for (x, o) in row.iter_mut().enumerate() {
             *o = acc * inv;
@@ -207,5 +214,49 @@ impl MaskDeformation {
             img.width,
             needed.map(|p| p.data.as_slice()),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn box_passes_approximate_gaussian_sigma_7() {
+        // An impulse in the middle of a 1×257 line: the response's variance is Σ (w² − 1)/12.
+        let w = 257;
+        let mut line = vec![0.0; w];
+        line[128] = 1.0;
+        let mut pad = Vec::new();
+        for &bw in &BOX_WIDTHS {
+            box_rows(&mut line, 1, w, bw, &mut pad);
+        }
+        let mass: f64 = line.iter().sum();
+        let var: f64 = line
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (i as f64 - 128.0).powi(2))
+            .sum::<f64>()
+            / mass;
+        assert!((mass - 1.0).abs() < 1e-12);
+        assert!((var - 49.333).abs() < 0.01, "variance {var}");
+    }
+
+    #[test]
+    fn padded_rows_match_reflect_indexing() {
+        let (h, w) = (3, 40);
+        let data: Vec<f64> = (0..h * w).map(|i| ((i * 7919) % 101) as f64).collect();
+        let mut fast = data.clone();
+        let mut pad = Vec::new();
+        box_rows(&mut fast, h, w, 15, &mut pad);
+        for y in 0..h {
+            for x in 0..w {
+                let want: f64 = (-7i64..=7)
+                    .map(|k| data[y * w + reflect(x as i64 + k, w)])
+                    .sum::<f64>()
+                    / 15.0;
+                assert!((fast[y * w + x] - want).abs() < 1e-9);
+            }
+        }
     }
 }

@@ -88,7 +88,11 @@ pub fn remaining_upper_bound(v: &[u8], keep: &[u8]) -> f64 {
 
 /// Zeroes the image blocks of masked cells (grid `grid`×`grid` over the image).
 pub fn apply(img: &mut ImageU8, keep: &[u8], grid: usize) -> Result<(), SynthError> {
-    if keep.len() != grid * grid || img.height % grid != 0 || img.width % grid != 0 {
+    if grid == 0
+        || keep.len() != grid * grid
+        || (img.height / grid) * grid != img.height
+        || (img.width / grid) * grid != img.width
+    {
         return Err(SynthError::BadInput(format!(
             "mask-out grid {grid} does not fit {}x{}",
             img.height, img.width

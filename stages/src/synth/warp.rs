@@ -188,11 +188,14 @@ fn warp_linear<const C: usize>(
             if xi >= 0 && yi >= 0 && xi + 1 < sw && yi + 1 < sh {
                 let p00 = yi as usize * stride + xi as usize * C;
                 let p10 = p00 + stride;
+                // One bounds check for the whole 2×2 neighbourhood.
+                let top = &sd[p00..p00 + 2 * C];
+                let bot = &sd[p10..p10 + 2 * C];
                 for ch in 0..C {
-                    let s = w[0] * sd[p00 + ch] as i32
-                        + w[1] * sd[p00 + C + ch] as i32
-                        + w[2] * sd[p10 + ch] as i32
-                        + w[3] * sd[p10 + C + ch] as i32;
+                    let s = w[0] * top[ch] as i32
+                        + w[1] * top[C + ch] as i32
+                        + w[2] * bot[ch] as i32
+                        + w[3] * bot[C + ch] as i32;
                     dst[ch] = ((s + (1 << 14)) >> 15) as u8;
                 }
             } else if xi >= -1 && yi >= -1 && xi < sw && yi < sh {
@@ -203,12 +206,12 @@ fn warp_linear<const C: usize>(
                         0
                     }
                 };
-                for ch in 0..C {
+                for (ch, d) in dst.iter_mut().enumerate() {
                     let s = w[0] * px(xi, yi, ch)
                         + w[1] * px(xi + 1, yi, ch)
                         + w[2] * px(xi, yi + 1, ch)
                         + w[3] * px(xi + 1, yi + 1, ch);
-                    dst[ch] = ((s + (1 << 14)) >> 15).clamp(0, 255) as u8;
+                    *d = ((s + (1 << 14)) >> 15).clamp(0, 255) as u8;
                 }
             }
         }
