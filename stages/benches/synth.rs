@@ -106,29 +106,32 @@ fn main() {
     let synth1 = per_s(items, t0.elapsed().as_secs_f64());
     let synth1_cpu = per_s(items, cpu_seconds() - c0);
 
+    // A loader's loop: synthesize a batch of 16 items on the pool, assemble it into a reused
+    // batch buffer, drop the pairs, next batch.
     let run_e2e = |threads: usize| -> (f64, f64) {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
         let (t0, c0) = (Instant::now(), cpu_seconds());
-        let pairs: Vec<_> = pool.install(|| {
-            keys.par_iter()
-                .map(|k| sbv::synthesize(&load(), *k, &cfg).unwrap())
-                .collect()
-        });
-        for (i, chunk) in pairs.chunks(16).enumerate() {
-            std::hint::black_box(
-                Batch::assemble(
-                    chunk,
-                    BatchKey {
-                        seed: 317,
-                        epoch: 0,
-                        index: i as u64,
-                    },
-                )
-                .unwrap(),
-            );
+        let mut batch: Option<Batch> = None;
+        for (i, chunk) in keys.chunks(16).enumerate() {
+            let pairs: Vec<_> = pool.install(|| {
+                chunk
+                    .par_iter()
+                    .map(|k| sbv::synthesize(&load(), *k, &cfg).unwrap())
+                    .collect()
+            });
+            let bk = BatchKey {
+                seed: 317,
+                epoch: 0,
+                index: i as u64,
+            };
+            match batch.as_mut() {
+                Some(b) => b.assemble_into(&pairs, bk).unwrap(),
+                None => batch = Some(Batch::assemble(&pairs, bk).unwrap()),
+            }
+            std::hint::black_box(&batch);
         }
         (
             per_s(items, t0.elapsed().as_secs_f64()),
@@ -193,20 +196,21 @@ fn main() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Per-primitive costs on the fixture frame (µs per call, 1 thread), to see where a pair's time goes.
+/// Per-primitive costs on the fixture frame (CPU µs per call, 1 thread), to see where a pair's
+/// time goes.
 fn stage_breakdown(f: &Fixtures, clip: &ClipInput) {
     use stages::synth::blend::{self, BlendParams};
     use stages::synth::color::{Degrade, PostTransform, SourceTransform};
     use stages::synth::deform::{AffineParams, MaskDeformation};
     use stages::synth::hull::{self, HullType};
     use stages::synth::warp;
-    let reps = 50;
+    let reps = 200;
     let time = |name: &str, per_pair: usize, mut op: Box<dyn FnMut() + '_>| {
-        let t0 = Instant::now();
+        let c0 = cpu_seconds();
         for _ in 0..reps {
             op();
         }
-        let us = t0.elapsed().as_secs_f64() * 1e6 / reps as f64;
+        let us = (cpu_seconds() - c0) * 1e6 / reps as f64;
         println!(
             "{name:<44} {us:>9.1} us/call  x{per_pair:<2} per pair = {:>7.2} ms",
             us * per_pair as f64 / 1000.0
@@ -262,7 +266,7 @@ fn stage_breakdown(f: &Fixtures, clip: &ClipInput) {
         width: 236,
     };
     let img224 = warp::warp_affine_linear_u8_view(&img, view, &m224, 224, 224, None);
-    println!("per-primitive costs (1 thread, fixture frame 0):");
+    println!("per-primitive costs (CPU time, 1 thread, fixture frame 0):");
     time(
         "hull mask (components)",
         4,

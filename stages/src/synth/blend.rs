@@ -5,6 +5,7 @@
 //! (fixtures README §3): resize with float32 source coordinates/weights, Gaussian kernels from the
 //! fixed small tables for σ = 0 and k ≤ 9, separable filtering with reflect-101 borders.
 
+use super::warp::Rect;
 use super::{ImageU8, PlaneF64, SynthError};
 
 /// Parameters of `get_blend_mask` / `dynamic_blend`, drawn once per clip.
@@ -158,23 +159,26 @@ pub fn gaussian_blur_f64(src: &PlaneF64, ksize: usize, sigma: f64) -> PlaneF64 {
     let rx1 = if x1 + r >= w - 1 { w - 1 } else { x1 + r };
     let ow = rx1 - rx0 + 1;
     // Row pass over rows that hold non-zero input (others give 0), for output columns rx0..=rx1.
+    // Same per-pixel order as OpenCV's `RowFilter` (k0·s0, then += kt·st), written as one
+    // vectorisable axpy per tap over a reflect-101 padded copy of the row.
     let mut tmp = vec![0.0f64; h * ow];
+    let idx: Vec<usize> = (0..ow + 2 * r)
+        .map(|j| reflect101(rx0 as isize + j as isize - r as isize, w))
+        .collect();
+    let mut padded = vec![0.0f64; ow + 2 * r];
     for y in y0..=y1 {
         let s = &src.data[y * w..(y + 1) * w];
+        for (p, &i) in padded.iter_mut().zip(&idx) {
+            *p = s[i];
+        }
         let d = &mut tmp[y * ow..(y + 1) * ow];
-        for (j, o) in d.iter_mut().enumerate() {
-            let x = rx0 + j;
-            let mut acc = 0.0;
-            if x >= r && x + r < w {
-                for (t, &kv) in k.iter().enumerate() {
-                    acc += kv * s[x + t - r];
-                }
-            } else {
-                for (t, &kv) in k.iter().enumerate() {
-                    acc += kv * s[reflect101(x as isize + t as isize - r as isize, w)];
-                }
+        for (o, &v) in d.iter_mut().zip(&padded[..ow]) {
+            *o = k[0] * v;
+        }
+        for (t, &kt) in k.iter().enumerate().skip(1) {
+            for (o, &v) in d.iter_mut().zip(&padded[t..t + ow]) {
+                *o += kt * v;
             }
-            *o = acc;
         }
     }
     // Column pass in OpenCV's symmetric order: k[r]·centre, then += k[r+j]·(row[+j] + row[−j]).
@@ -257,6 +261,24 @@ pub fn blend_images(
     mask: &PlaneF64,
     ratio: f64,
 ) -> Result<ImageU8, SynthError> {
+    let full = Rect {
+        y0: 0,
+        x0: 0,
+        height: source.height,
+        width: source.width,
+    };
+    blend_images_rect(source, target, mask, ratio, full)
+}
+
+/// [`blend_images`] computed only inside `rect` (the crop the pipeline keeps); returns the
+/// rect-sized image, identical to blending everything and cropping.
+pub fn blend_images_rect(
+    source: &ImageU8,
+    target: &ImageU8,
+    mask: &PlaneF64,
+    ratio: f64,
+    rect: Rect,
+) -> Result<ImageU8, SynthError> {
     if source.height != target.height
         || source.width != target.width
         || source.channels != target.channels
@@ -270,20 +292,34 @@ pub fn blend_images(
             "blend: mask shape differs from the images".into(),
         ));
     }
+    if rect.y0 + rect.height > source.height || rect.x0 + rect.width > source.width {
+        return Err(SynthError::BadInput("blend: rect outside the image".into()));
+    }
     let c = source.channels;
-    let mut out = ImageU8::new(source.height, source.width, c);
-    for (i, &m) in mask.data.iter().enumerate() {
-        if m == 0.0 {
-            // 0·S + 1·T is exactly T.
-            out.data[i * c..(i + 1) * c].copy_from_slice(&target.data[i * c..(i + 1) * c]);
-            continue;
-        }
-        let m = m * ratio;
-        let inv = 1.0 - m;
-        for ch in 0..c {
-            let k = i * c + ch;
-            let v = m * source.data[k] as f64 + inv * target.data[k] as f64;
-            out.data[k] = v as u8;
+    let w = source.width;
+    let mut out = ImageU8::new(rect.height, rect.width, c);
+    for y in 0..rect.height {
+        let sy = rect.y0 + y;
+        let mrow = &mask.data[sy * w + rect.x0..sy * w + rect.x0 + rect.width];
+        let srow = &source.data[(sy * w + rect.x0) * c..(sy * w + rect.x0 + rect.width) * c];
+        let trow = &target.data[(sy * w + rect.x0) * c..(sy * w + rect.x0 + rect.width) * c];
+        let orow = &mut out.data[y * rect.width * c..(y + 1) * rect.width * c];
+        for (x, &m) in mrow.iter().enumerate() {
+            let (o, s, t) = (
+                &mut orow[x * c..(x + 1) * c],
+                &srow[x * c..(x + 1) * c],
+                &trow[x * c..(x + 1) * c],
+            );
+            if m == 0.0 {
+                // 0·S + 1·T is exactly T.
+                o.copy_from_slice(t);
+                continue;
+            }
+            let m = m * ratio;
+            let inv = 1.0 - m;
+            for ch in 0..c {
+                o[ch] = (m * s[ch] as f64 + inv * t[ch] as f64) as u8;
+            }
         }
     }
     Ok(out)
@@ -303,14 +339,33 @@ pub fn dynamic_blend(
 
 /// Boundary map B = uint8(255 · 4m(1−m)) (truncation), the per-pixel vulnerability of §4.3 step 11.
 pub fn boundary_map_u8(mask: &PlaneF64) -> ImageU8 {
-    let data = mask
-        .data
-        .iter()
-        .map(|&m| (4.0 * m * (1.0 - m) * 255.0) as u8)
-        .collect();
+    boundary_map_u8_rect(
+        mask,
+        Rect {
+            y0: 0,
+            x0: 0,
+            height: mask.height,
+            width: mask.width,
+        },
+    )
+}
+
+/// [`boundary_map_u8`] of the `rect` crop only.
+pub fn boundary_map_u8_rect(mask: &PlaneF64, rect: Rect) -> ImageU8 {
+    let mut data = Vec::with_capacity(rect.height * rect.width);
+    for y in rect.y0..rect.y0 + rect.height {
+        let row = &mask.data[y * mask.width + rect.x0..y * mask.width + rect.x0 + rect.width];
+        data.extend(row.iter().map(|&m| {
+            if m == 0.0 {
+                0
+            } else {
+                (4.0 * m * (1.0 - m) * 255.0) as u8
+            }
+        }));
+    }
     ImageU8 {
-        height: mask.height,
-        width: mask.width,
+        height: rect.height,
+        width: rect.width,
         channels: 1,
         data,
     }

@@ -50,10 +50,10 @@ impl AffineParams {
 /// Elastic `alpha` of the official `randaffine` (its `sigma` = 7 is approximated by [`BOX_WIDTHS`]).
 pub const ELASTIC_ALPHA: f64 = 50.0;
 
-/// Box widths whose repeated application approximates a Gaussian of σ ≈ 7.02
-/// (Σ (w² − 1)/12 = 49.33). The official field comes from numpy's `RandomState` and is not
-/// portable anyway; four O(1) running-sum passes replace scipy's 57-tap Gaussian.
-const BOX_WIDTHS: [usize; 4] = [15, 13, 11, 9];
+/// Box widths whose repeated application approximates a Gaussian of σ ≈ 7.16
+/// (Σ (w² − 1)/12 = 51.33). The official field comes from numpy's `RandomState` and is not
+/// portable anyway; three O(1) running-sum passes replace scipy's 57-tap Gaussian.
+const BOX_WIDTHS: [usize; 3] = [15, 15, 13];
 
 /// scipy-style `reflect` index (half-sample symmetric: `dcba|abcd|dcba`).
 fn reflect(i: i64, n: usize) -> usize {
@@ -239,7 +239,7 @@ mod tests {
             .sum::<f64>()
             / mass;
         assert!((mass - 1.0).abs() < 1e-12);
-        assert!((var - 49.333).abs() < 0.01, "variance {var}");
+        assert!((var - 51.333).abs() < 0.01, "variance {var}");
     }
 
     #[test]

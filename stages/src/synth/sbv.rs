@@ -383,9 +383,6 @@ fn synthesize_frame(
     let mask = plan.deformation.apply_mask(&hull);
     let m = blend::blend_mask(&mask, &p.blend)?;
     let source = plan.deformation.apply_image(&source, Some(&m));
-    let blended = blend::blend_images(&source, &target, &m, p.blend.blend_ratio)?;
-    let boundary = blend::boundary_map_u8(&m);
-
     let (mg, c) = (p.margin, plan.crop);
     let view = Rect {
         y0: mg,
@@ -394,18 +391,15 @@ fn synthesize_frame(
         width: c,
     };
     let (d, g) = (cfg.out_size, cfg.grid);
-    let fake = warp::warp_affine_linear_u8_view(&blended, view, &plan.to_out, d, d, None);
+    // Blend and boundary only inside the crop the pipeline keeps.
+    let blended = blend::blend_images_rect(&source, &target, &m, p.blend.blend_ratio, view)?;
+    let boundary = blend::boundary_map_u8_rect(&m, view);
+    let fake = warp::warp_affine_linear_u8(&blended, &plan.to_out, d, d);
     let real = warp::warp_affine_linear_u8_view(&target, view, &plan.to_out, d, d, None);
-    let v = warp::warp_affine_linear_u8_view(&boundary, view, &plan.to_grid, g, g, None).data;
+    let v = warp::warp_affine_linear_u8(&boundary, &plan.to_grid, g, g).data;
     if let Some(dbg) = debug {
-        dbg.boundary.push(warp::warp_affine_linear_u8_view(
-            &boundary,
-            view,
-            &plan.to_out,
-            d,
-            d,
-            None,
-        ));
+        dbg.boundary
+            .push(warp::warp_affine_linear_u8(&boundary, &plan.to_out, d, d));
         let m8 = ImageU8 {
             height: h,
             width: w,
