@@ -106,7 +106,7 @@ pub fn gaussian_kernel(ksize: usize, sigma: f64) -> Vec<f64> {
     let mut sum = 0.0f64;
     let mut x = 1 - ksize as i64;
     for _ in 0..n2 {
-        let t = (((x * x) as f64) * scale2x).exp();
+        let t = softfloat_exp(((x * x) as f64) * scale2x);
         values.push(t);
         sum += t;
         x += 2;
@@ -121,6 +121,109 @@ pub fn gaussian_kernel(ksize: usize, sigma: f64) -> Vec<f64> {
     }
     k[n2] = mul1;
     k
+}
+
+/// OpenCV's `softdouble exp` (`core/src/softfloat.cpp`, `f64_exp`): a 64-entry 2^(i/64) table
+/// times a degree-5 polynomial, every step an IEEE-rounded double operation. It is not correctly
+/// rounded, so `f64::exp` gives Gaussian kernels that differ in the last bit, which moves some
+/// truncations of the blended image.
+pub fn softfloat_exp(x: f64) -> f64 {
+    if x.is_nan() {
+        return f64::NAN;
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { x } else { 0.0 };
+    }
+    const EXPTAB: [u64; 64] = [
+        0x3ff0000000000000,
+        0x3ff02c9a3e778061,
+        0x3ff059b0d3158574,
+        0x3ff0874518759bc8,
+        0x3ff0b5586cf9890f,
+        0x3ff0e3ec32d3d1a2,
+        0x3ff11301d0125b51,
+        0x3ff1429aaea92de0,
+        0x3ff172b83c7d517b,
+        0x3ff1a35beb6fcb75,
+        0x3ff1d4873168b9aa,
+        0x3ff2063b88628cd6,
+        0x3ff2387a6e756238,
+        0x3ff26b4565e27cdd,
+        0x3ff29e9df51fdee1,
+        0x3ff2d285a6e4030b,
+        0x3ff306fe0a31b715,
+        0x3ff33c08b26416ff,
+        0x3ff371a7373aa9cb,
+        0x3ff3a7db34e59ff7,
+        0x3ff3dea64c123422,
+        0x3ff4160a21f72e2a,
+        0x3ff44e086061892d,
+        0x3ff486a2b5c13cd0,
+        0x3ff4bfdad5362a27,
+        0x3ff4f9b2769d2ca7,
+        0x3ff5342b569d4f82,
+        0x3ff56f4736b527da,
+        0x3ff5ab07dd485429,
+        0x3ff5e76f15ad2148,
+        0x3ff6247eb03a5585,
+        0x3ff6623882552225,
+        0x3ff6a09e667f3bcd,
+        0x3ff6dfb23c651a2f,
+        0x3ff71f75e8ec5f74,
+        0x3ff75feb564267c9,
+        0x3ff7a11473eb0187,
+        0x3ff7e2f336cf4e62,
+        0x3ff82589994cce13,
+        0x3ff868d99b4492ed,
+        0x3ff8ace5422aa0db,
+        0x3ff8f1ae99157736,
+        0x3ff93737b0cdc5e5,
+        0x3ff97d829fde4e50,
+        0x3ff9c49182a3f090,
+        0x3ffa0c667b5de565,
+        0x3ffa5503b23e255d,
+        0x3ffa9e6b5579fdbf,
+        0x3ffae89f995ad3ad,
+        0x3ffb33a2b84f15fb,
+        0x3ffb7f76f2fb5e47,
+        0x3ffbcc1e904bc1d2,
+        0x3ffc199bdd85529c,
+        0x3ffc67f12e57d14b,
+        0x3ffcb720dcef9069,
+        0x3ffd072d4a07897c,
+        0x3ffd5818dcfba487,
+        0x3ffda9e603db3285,
+        0x3ffdfc97337b9b5f,
+        0x3ffe502ee78b3ff6,
+        0x3ffea4afa2a490da,
+        0x3ffefa1bee615a27,
+        0x3fff50765b6e4540,
+        0x3fffa7c1819e90d8,
+    ];
+    let a0c = f64::from_bits(0x3f83ce0f3e46f431);
+    let a5 = 1.0 / a0c;
+    let a4 = f64::from_bits(0x3fe62e42fefa39f1) / a0c;
+    let a3 = f64::from_bits(0x3fcebfbdff82a45a) / a0c;
+    let a2 = f64::from_bits(0x3fac6b08d81fec75) / a0c;
+    let a1 = f64::from_bits(0x3f83b2a72b4f3cd3) / a0c;
+    let a0 = f64::from_bits(0x3f55e7aa1566c2a4) / a0c;
+    let prescale = f64::from_bits(0x3ff71547652b82fe) * 64.0;
+    let biased_exp = ((x.to_bits() >> 52) & 0x7ff) as i64;
+    let x0 = if biased_exp > 1023 + 10 {
+        if x < 0.0 {
+            -192000.0
+        } else {
+            192000.0
+        }
+    } else {
+        x * prescale
+    };
+    let val0 = x0.round_ties_even() as i64;
+    let t = ((val0 >> 6) + 1023).clamp(0, 2047) as u64;
+    let buf = f64::from_bits(t << 52);
+    let x0 = (x0 - x0.round_ties_even()) * (1.0 / 64.0);
+    let poly = ((((a0 * x0 + a1) * x0 + a2) * x0 + a3) * x0 + a4) * x0 + a5;
+    buf * a0c * f64::from_bits(EXPTAB[(val0 & 63) as usize]) * poly
 }
 
 /// Reflect-101 index (`gfedcb|abcdefgh|gfedcba`).
