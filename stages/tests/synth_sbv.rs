@@ -183,36 +183,3 @@ fn bad_input_is_reported_not_panicking() {
         Err(SynthError::BadInput(_))
     ));
 }
-
-/// FNV-1a over every output of a few items (prints; used to check refactors keep outputs identical).
-#[test]
-fn print_output_digest() {
-    let f = Fixtures::load();
-    let clip = fixture_clip(&f);
-    let mut h: u64 = 0xcbf29ce484222325;
-    let mut eat = |b: &[u8]| {
-        for &x in b {
-            h = (h ^ x as u64).wrapping_mul(0x100000001b3);
-        }
-    };
-    for item in 0..6 {
-        let p = sbv::synthesize(
-            &clip,
-            ItemKey {
-                seed: 9,
-                epoch: 1,
-                item,
-            },
-            &SbvConfig::default(),
-        )
-        .unwrap();
-        for img in p.real.iter().chain(&p.fake) {
-            eat(&img.data);
-        }
-        for v in &p.boundary_grid {
-            eat(v);
-        }
-        eat(&p.keep);
-    }
-    eprintln!("output digest {h:016x}");
-}
