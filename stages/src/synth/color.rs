@@ -75,9 +75,15 @@ pub fn hue_saturation_value(
             "HSV shift needs a 3-channel image".into(),
         ));
     }
-    let mut hsv = Mat::default();
-    imgproc::cvt_color(&img.as_mat()?, &mut hsv, imgproc::COLOR_RGB2HSV, 0)?;
-    let mut hsv_img = ImageU8::from_mat(&hsv)?;
+    // Both conversions write straight into Rust buffers of the right size (OpenCV keeps a
+    // destination whose size and type already match), so nothing is copied back.
+    let mut hsv_img = ImageU8::new(img.height, img.width, 3);
+    {
+        let ptr = hsv_img.data.as_ptr();
+        let mut dst = hsv_img.as_mat_mut()?;
+        imgproc::cvt_color(&img.as_mat()?, &mut dst, imgproc::COLOR_RGB2HSV, 0)?;
+        ensure_in_place(&dst, ptr)?;
+    }
     let mk = |shift: f64, hue: bool| -> Option<[u8; 256]> {
         if shift == 0.0 {
             return None;
@@ -101,9 +107,19 @@ pub fn hue_saturation_value(
         mk(val, false).unwrap_or(ident),
     ];
     apply_lut(&mut hsv_img, &luts);
-    let mut rgb = Mat::default();
-    imgproc::cvt_color(&hsv_img.as_mat()?, &mut rgb, imgproc::COLOR_HSV2RGB, 0)?;
-    *img = ImageU8::from_mat(&rgb)?;
+    let ptr = img.data.as_ptr();
+    let mut dst = img.as_mat_mut()?;
+    imgproc::cvt_color(&hsv_img.as_mat()?, &mut dst, imgproc::COLOR_HSV2RGB, 0)?;
+    ensure_in_place(&dst, ptr)
+}
+
+/// Errors if OpenCV reallocated a destination header instead of writing into our buffer.
+fn ensure_in_place(dst: &Mat, ptr: *const u8) -> Result<(), SynthError> {
+    if dst.data() != ptr {
+        return Err(SynthError::OpenCv(
+            "cvtColor reallocated its destination".into(),
+        ));
+    }
     Ok(())
 }
 

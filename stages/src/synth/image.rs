@@ -100,6 +100,23 @@ impl ImageU8 {
         Ok(m)
     }
 
+    /// Mutable OpenCV header over this buffer (no copy), usable as an output array of the same
+    /// size and type. The `Mat` must not outlive the borrow.
+    pub(crate) fn as_mat_mut(&mut self) -> Result<Mat, SynthError> {
+        let typ = opencv::core::CV_MAKETYPE(CV_8U, self.channels as i32);
+        // SAFETY: the header points into `self.data`, exclusively borrowed for the Mat's use;
+        // OpenCV writes in place because callers only pass it where size and type match.
+        let m = unsafe {
+            Mat::new_rows_cols_with_data_unsafe_def(
+                self.height as i32,
+                self.width as i32,
+                typ,
+                self.data.as_mut_ptr() as *mut std::ffi::c_void,
+            )
+        }?;
+        Ok(m)
+    }
+
     /// Copies an 8-bit OpenCV matrix into an owned image.
     pub(crate) fn from_mat(m: &Mat) -> Result<Self, SynthError> {
         if m.depth() != CV_8U {
