@@ -46,6 +46,9 @@ fn main() {
             .cloned()
     };
     let items: u64 = arg("--items").and_then(|v| v.parse().ok()).unwrap_or(200);
+    // `--default-malloc` measures without the glibc tuning the loader is meant to apply.
+    let tuned = !args.iter().any(|a| a == "--default-malloc")
+        && stages::synth::allocator::tune_for_synthesis();
     let f = Fixtures::load();
     let clip = fixture_clip(&f);
 
@@ -143,7 +146,7 @@ fn main() {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
     println!(
-        "items per measurement: {items}; load average at end: {}",
+        "items per measurement: {items}; glibc malloc tuned: {tuned}; load average at end: {}",
         load.trim()
     );
     println!(

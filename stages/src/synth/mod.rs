@@ -5,6 +5,7 @@
 //! `hm` → [`targets::temporal_target`] → temporal-branch target ("temporal vulnerability map");
 //! `temp_loc` → [`targets::spatial_target`] → spatial-branch target ("frame-wise forgery intensity").
 
+pub mod allocator;
 pub mod batch;
 pub mod blend;
 pub mod color;
