@@ -53,6 +53,9 @@ pub fn resize_linear_f64(src: &PlaneF64, out_h: usize, out_w: usize) -> PlaneF64
     let mut rows = vec![0.0f64; src.height * out_w];
     for y in 0..src.height {
         let s = &src.data[y * src.width..(y + 1) * src.width];
+        if s.iter().all(|&v| v == 0.0) {
+            continue; // stays 0 (0·a0 + 0·a1)
+        }
         let d = &mut rows[y * out_w..(y + 1) * out_w];
         for (o, &(x0, x1, a0, a1)) in d.iter_mut().zip(&xt) {
             *o = s[x0] * a0 + s[x1] * a1;

@@ -183,22 +183,24 @@ fn warp_linear<const C: usize>(
             let xs = (x0 + rows.adelta[x]) >> (AB_BITS - INTER_BITS);
             let ys = (y0 + rows.bdelta[x]) >> (AB_BITS - INTER_BITS);
             let (xi, yi) = (xs >> INTER_BITS, ys >> INTER_BITS);
-            let w = bilinear_weights((xs & 31) as i32, (ys & 31) as i32);
+            let (fx, fy) = ((xs & 31) as i32, (ys & 31) as i32);
             let dst = &mut orow[x * C..(x + 1) * C];
             if xi >= 0 && yi >= 0 && xi + 1 < sw && yi + 1 < sh {
                 let p00 = yi as usize * stride + xi as usize * C;
                 let p10 = p00 + stride;
-                // One bounds check for the whole 2×2 neighbourhood.
+                // One bounds check for the whole 2×2 neighbourhood. Σ w·p with
+                // w = (32−fx)(32−fy)·32, … factorises exactly in integers as
+                // 32·((32−fy)·h0 + fy·h1) with h = (32−fx)·left + fx·right.
                 let top = &sd[p00..p00 + 2 * C];
                 let bot = &sd[p10..p10 + 2 * C];
                 for ch in 0..C {
-                    let s = w[0] * top[ch] as i32
-                        + w[1] * top[C + ch] as i32
-                        + w[2] * bot[ch] as i32
-                        + w[3] * bot[C + ch] as i32;
+                    let h0 = (32 - fx) * top[ch] as i32 + fx * top[C + ch] as i32;
+                    let h1 = (32 - fx) * bot[ch] as i32 + fx * bot[C + ch] as i32;
+                    let s = 32 * ((32 - fy) * h0 + fy * h1);
                     dst[ch] = ((s + (1 << 14)) >> 15) as u8;
                 }
             } else if xi >= -1 && yi >= -1 && xi < sw && yi < sh {
+                let w = bilinear_weights(fx, fy);
                 let px = |x: i64, y: i64, ch: usize| -> i32 {
                     if x >= 0 && y >= 0 && x < sw && y < sh {
                         sd[y as usize * stride + x as usize * C + ch] as i32
