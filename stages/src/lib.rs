@@ -4,5 +4,6 @@
 pub mod align;
 pub mod catalog;
 pub mod decode;
+pub mod synth;
 
 pub use catalog::register;
