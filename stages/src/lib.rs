@@ -1,3 +1,10 @@
 //! stages crate.
 
+pub mod crop;
 pub mod decode;
+pub mod detect;
+pub mod lossless;
+pub mod official_layout;
+pub mod preprocess;
+pub mod rgb;
+pub mod shard;
