@@ -2,7 +2,8 @@
 //! an index for random access by video and frame range, and export to the official layout.
 //!
 //! Shard file: `FSSHARD1` magic, u32 version, then records `[u32 len][u32 crc32(payload)]
-//! [payload]`, payload = bincode 2 of [`Record`]. A video's frame records come first, then its
+//! [payload]`, payload = bincode 2 of [`Record`], then the footer `FSSHEND1` + u64 record count
+//! (so a cut exactly between records is still detected). A video's frame records come first, then its
 //! [`VideoMeta`] record, which closes it. Shards are written as `*.tmp` and renamed when closed;
 //! the index (`index.bin`: magic, u64 length, u32 crc32, bincode [`Index`]) is rewritten atomically
 //! after every closed shard and lists only videos in closed shards, so a crash loses at most the
@@ -24,6 +25,10 @@ use crate::rgb::RgbImage;
 
 const SHARD_MAGIC: &[u8; 8] = b"FSSHARD1";
 const INDEX_MAGIC: &[u8; 8] = b"FSINDEX1";
+/// Closes a finished shard: magic + u64 record count. Its first four bytes read as a record
+/// length above [`MAX_RECORD`], so it cannot be mistaken for a record.
+const FOOTER_MAGIC: &[u8; 8] = b"FSSHEND1";
+const FOOTER_LEN: usize = 16;
 const VERSION: u32 = 1;
 const HEADER_LEN: u64 = 12;
 const MAX_RECORD: u32 = 256 << 20;
@@ -250,7 +255,30 @@ pub fn scan_shard(path: &Path) -> Result<Vec<(u64, Record)>, ShardError> {
     check_header(path, &bytes)?;
     let mut pos = HEADER_LEN as usize;
     let mut out = Vec::new();
-    while pos < bytes.len() {
+    loop {
+        if pos == bytes.len() {
+            return Err(ShardError::Truncated {
+                path: path.to_path_buf(),
+                reason: format!("no end-of-shard footer after {} records", out.len()),
+            });
+        }
+        if bytes.len() - pos >= 8 && &bytes[pos..pos + 8] == FOOTER_MAGIC {
+            if bytes.len() - pos != FOOTER_LEN {
+                return Err(ShardError::Truncated {
+                    path: path.to_path_buf(),
+                    reason: format!("footer at byte {pos} is not the last {FOOTER_LEN} bytes"),
+                });
+            }
+            let n = u64::from_le_bytes(bytes[pos + 8..pos + 16].try_into().expect("8 bytes"));
+            if n != out.len() as u64 {
+                return Err(ShardError::Corrupt {
+                    path: path.to_path_buf(),
+                    offset: pos as u64,
+                    reason: format!("footer counts {n} records, found {}", out.len()),
+                });
+            }
+            return Ok(out);
+        }
         if bytes.len() - pos < 8 {
             return Err(ShardError::Truncated {
                 path: path.to_path_buf(),
@@ -281,7 +309,6 @@ pub fn scan_shard(path: &Path) -> Result<Vec<(u64, Record)>, ShardError> {
         ));
         pos = end;
     }
-    Ok(out)
 }
 
 fn write_index(dir: &Path, index: &Index) -> Result<(), ShardError> {
@@ -537,6 +564,11 @@ impl ShardWriter {
         let Some(mut s) = self.cur.take() else {
             return Ok(());
         };
+        s.file.write_all(FOOTER_MAGIC).map_err(io_err(&s.tmp))?;
+        s.file
+            .write_all(&s.records.to_le_bytes())
+            .map_err(io_err(&s.tmp))?;
+        s.offset += FOOTER_LEN as u64;
         s.file.flush().map_err(io_err(&s.tmp))?;
         let f = s.file.into_inner().map_err(|e| ShardError::Io {
             path: s.tmp.clone(),
@@ -601,6 +633,18 @@ impl ShardReader {
             let mut head = [0u8; HEADER_LEN as usize];
             f.read_exact_at(&mut head, 0).map_err(io_err(&path))?;
             check_header(&path, &head)?;
+            let mut foot = [0u8; FOOTER_LEN];
+            f.read_exact_at(&mut foot, len.saturating_sub(FOOTER_LEN as u64))
+                .map_err(io_err(&path))?;
+            if &foot[0..8] != FOOTER_MAGIC
+                || u64::from_le_bytes(foot[8..16].try_into().expect("8 bytes")) != s.records
+            {
+                return Err(ShardError::Corrupt {
+                    path,
+                    offset: len.saturating_sub(FOOTER_LEN as u64),
+                    reason: "bad end-of-shard footer".into(),
+                });
+            }
             files.push(f);
         }
         let by_id = index
