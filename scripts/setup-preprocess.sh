@@ -6,7 +6,7 @@
 #  - .cache/models/blazeface/*.onnx               from PyPI open-rppg==0.1.1 (wheel, Apache-2.0),
 #                                                 only with --blazeface (72 MB download)
 #  - .cache/models/haarcascade_frontalface_default.xml (copy of Debian opencv-data)
-#  - with --baseline: .venv-preprocess-baseline (dlib-bin, opencv-python-headless, numpy) for the
+#  - with --baseline: .cache/venv-preprocess-baseline (dlib-bin, opencv-python-headless, numpy) for the
 #    Python peer benchmark.
 # Prints the .cache folder.
 set -euo pipefail
@@ -72,7 +72,7 @@ if [ -s "$HAAR" ] && [ ! -s "$MODELS/haarcascade_frontalface_default.xml" ]; the
 fi
 
 if [ "${1:-}" = "--baseline" ] || [ "${2:-}" = "--baseline" ]; then
-  VENV="$ROOT/.venv-preprocess-baseline"
+  VENV="$CACHE/venv-preprocess-baseline"
   if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
   fi

@@ -29,6 +29,9 @@ pub struct MtcnnParams {
     pub thresholds: [f32; 3],
     /// Pyramid scale step.
     pub scale_factor: f32,
+    /// Also skip faces smaller than this fraction of the frame's short side (0 = off). Faces in
+    /// talking-head and FF++ videos are large, and the finest pyramid levels cost the most.
+    pub min_face_fraction: f32,
 }
 
 impl Default for MtcnnParams {
@@ -37,6 +40,7 @@ impl Default for MtcnnParams {
             min_face_size: 20.0,
             thresholds: [0.6, 0.7, 0.7],
             scale_factor: 0.709,
+            min_face_fraction: 0.0,
         }
     }
 }
@@ -171,7 +175,9 @@ impl Mtcnn {
     }
 
     fn scales(&self, w: u32, h: u32) -> Vec<f64> {
-        let m = 12.0 / self.params.min_face_size as f64;
+        let min_face = (self.params.min_face_size as f64)
+            .max(self.params.min_face_fraction as f64 * w.min(h) as f64);
+        let m = 12.0 / min_face;
         let mut min_layer = w.min(h) as f64 * m;
         let f = self.params.scale_factor as f64;
         let mut scales = Vec::new();

@@ -19,6 +19,16 @@ pub enum FacePolicy {
     Official,
 }
 
+/// What happens on frames between full detections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Between {
+    /// Re-locate the face near its previous box with the detector's cheap refine step.
+    Refine,
+    /// Keep the previous box (fastest; the align stage's landmarks then follow the face).
+    Hold,
+}
+
 /// Per-video face following.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrackParams {
@@ -28,6 +38,7 @@ pub struct TrackParams {
     pub detect_every: usize,
     /// Minimum IoU with the previous face for [`FacePolicy::Tracked`] to call it the same face.
     pub min_iou: f32,
+    pub between: Between,
 }
 
 impl Default for TrackParams {
@@ -36,6 +47,7 @@ impl Default for TrackParams {
             policy: FacePolicy::Tracked,
             detect_every: 1,
             min_iou: 0.3,
+            between: Between::Refine,
         }
     }
 }
@@ -129,7 +141,11 @@ impl FaceTracker {
         self.stats.frames += 1;
         let due = self.since_detect + 1 >= self.params.detect_every.max(1);
         if let (false, Some(prev)) = (due, self.last) {
-            if let Some(f) = detector.refine(img, &prev)? {
+            let found = match self.params.between {
+                Between::Refine => detector.refine(img, &prev)?,
+                Between::Hold => Some(prev),
+            };
+            if let Some(f) = found {
                 self.since_detect += 1;
                 self.stats.refinements += 1;
                 self.last = Some(f);
