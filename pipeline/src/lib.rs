@@ -1,1 +1,21 @@
-//! pipeline crate.
+//! The fakestormer engine: declarative specs, manifests, staged execution on timely, run reports.
+//!
+//! A run is: load a spec ([`spec`]), read its manifest ([`manifest`]), and execute its stage chain
+//! ([`stage`], [`chain`]) on every timely worker ([`engine`]); worker 0 assembles the
+//! [`report`]. Stage kinds come from a [`registry`] filled by the crates that implement them.
+
+pub mod atomic_file;
+pub mod chain;
+pub mod engine;
+pub mod manifest;
+pub mod progress;
+pub mod provenance;
+pub mod registry;
+pub mod report;
+pub mod spec;
+pub mod stage;
+
+pub use engine::{run, ClusterOptions, EngineError, RunOptions};
+pub use registry::{ParamProblem, Params, Registry, Role, ValidateContext};
+pub use spec::{load_spec, parse_spec, LoadedSpec, Spec, SpecErrors};
+pub use stage::{BuildContext, ItemInfo, Stage, StageContext, StageError};

@@ -1,5 +1,6 @@
-//! stages crate.
+//! Media and training stages: decode, detect, align, crop, shard store, synthesis.
 
+pub mod align;
 pub mod crop;
 pub mod decode;
 pub mod detect;
