@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use video_rs::ffmpeg;
+
+use crate::rgb::RgbView;
 use video_rs::ffmpeg::format::Pixel;
 use video_rs::ffmpeg::software::scaling;
 
@@ -98,6 +100,17 @@ pub struct DecodedFrame {
     pub width: u32,
     pub height: u32,
     pub rgb: Vec<u8>,
+}
+
+impl DecodedFrame {
+    /// The pixels as an [`RgbView`].
+    pub fn view(&self) -> RgbView<'_> {
+        RgbView {
+            width: self.width,
+            height: self.height,
+            data: &self.rgb,
+        }
+    }
 }
 
 /// What happened while decoding one video (for the run report).

@@ -3,7 +3,14 @@
 
 pub mod align;
 pub mod catalog;
+pub mod crop;
 pub mod decode;
+pub mod detect;
+pub mod lossless;
+pub mod official_layout;
+pub mod preprocess;
+pub mod rgb;
+pub mod shard;
 pub mod synth;
 
 pub use catalog::register;

