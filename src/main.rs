@@ -25,6 +25,9 @@ enum Command {
     /// Build manifests (one JSON line per video) for the public corpora or a folder.
     #[command(subcommand)]
     Manifest(commands::manifest::ManifestCommand),
+    /// Inspect, convert and run the FakeSTormer network.
+    #[command(subcommand)]
+    Model(commands::model::ModelCommand),
 }
 
 fn main() {
@@ -41,6 +44,7 @@ fn main() {
         Command::Run(a) => commands::run::run(a, cli.quiet),
         Command::Spec(c) => commands::spec::run(c),
         Command::Manifest(c) => commands::manifest::run(c),
+        Command::Model(c) => commands::model::run(c),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod manifest;
+pub mod model;
 pub mod run;
 pub mod spec;
 
