@@ -1,0 +1,197 @@
+//! One CUDA device: context, stream, cuBLAS handle and the lazily compiled kernel modules.
+//! Construction checks that the driver, NVRTC, cuBLAS and the CUDA headers are all present before
+//! cudarc is asked to touch them, so a machine without a GPU gets an error, never a panic.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use cudarc::cublas::CudaBlas;
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, ValidAsZeroBits,
+};
+
+use super::error::CudaError;
+use super::source::{arch_for, compile_family, find_include_dir, nvrtc_available, Family};
+
+/// Whether libcuda (the driver) can be loaded.
+pub fn driver_available() -> bool {
+    // SAFETY: only tries to dlopen the library by its candidate names.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+/// Whether libcublas can be loaded.
+pub fn cublas_available() -> bool {
+    // SAFETY: only tries to dlopen the library by its candidate names.
+    unsafe { cudarc::cublas::sys::is_culib_present() }
+}
+
+/// The CUDA backend for one device. Kernel families are compiled by NVRTC on first use and cached
+/// for the lifetime of the backend (one module per family per device).
+pub struct CudaBackend {
+    pub(crate) ctx: Arc<CudaContext>,
+    pub(crate) stream: Arc<CudaStream>,
+    pub(crate) blas: CudaBlas,
+    arch: &'static str,
+    include_dir: PathBuf,
+    modules: Mutex<HashMap<Family, Arc<CudaModule>>>,
+    functions: Mutex<HashMap<String, CudaFunction>>,
+    pub(crate) sm_count: u32,
+}
+
+impl std::fmt::Debug for CudaBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaBackend")
+            .field("ordinal", &self.ctx.ordinal())
+            .field("arch", &self.arch)
+            .field("include_dir", &self.include_dir)
+            .finish()
+    }
+}
+
+impl CudaBackend {
+    /// Opens device `ordinal`. Errors (never panics) when the driver, the device, NVRTC, cuBLAS or
+    /// the CUDA headers are missing.
+    pub fn new(ordinal: usize) -> Result<Self, CudaError> {
+        if !driver_available() {
+            return Err(CudaError::NoDriver);
+        }
+        if !nvrtc_available() {
+            return Err(CudaError::NoNvrtc);
+        }
+        if !cublas_available() {
+            return Err(CudaError::NoCublas);
+        }
+        let include_dir = find_include_dir()?;
+        let count = CudaContext::device_count().map_err(CudaError::driver("cuDeviceGetCount"))?;
+        let count = usize::try_from(count).unwrap_or(0);
+        if ordinal >= count {
+            return Err(CudaError::NoDevice { ordinal, count });
+        }
+        let ctx = CudaContext::new(ordinal).map_err(CudaError::driver("creating the context"))?;
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(CudaError::driver("querying the compute capability"))?;
+        let sm_count = ctx
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            )
+            .map_err(CudaError::driver("querying the SM count"))?;
+        let stream = ctx.default_stream();
+        let blas =
+            CudaBlas::new(stream.clone()).map_err(CudaError::cublas("creating the handle"))?;
+        let arch = arch_for(major, minor);
+        tracing::info!(ordinal, arch, include = %include_dir.display(), "CUDA backend ready");
+        Ok(Self {
+            ctx,
+            stream,
+            blas,
+            arch,
+            include_dir,
+            modules: Mutex::new(HashMap::new()),
+            functions: Mutex::new(HashMap::new()),
+            sm_count: u32::try_from(sm_count).unwrap_or(1).max(1),
+        })
+    }
+
+    /// Device name as reported by the driver.
+    pub fn device_name(&self) -> Result<String, CudaError> {
+        self.ctx
+            .name()
+            .map_err(CudaError::driver("querying the device name"))
+    }
+
+    /// NVRTC virtual architecture the kernels are compiled for.
+    pub fn arch(&self) -> &'static str {
+        self.arch
+    }
+
+    /// The stream every op of this backend is queued on.
+    pub fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// The CUDA context (for events and memory queries).
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    /// Waits for all queued work.
+    pub fn synchronize(&self) -> Result<(), CudaError> {
+        self.stream
+            .synchronize()
+            .map_err(CudaError::driver("synchronizing the stream"))
+    }
+
+    /// Copies a host slice to a new device buffer.
+    pub fn upload<T: DeviceRepr>(&self, host: &[T]) -> Result<CudaSlice<T>, CudaError> {
+        self.stream
+            .clone_htod(host)
+            .map_err(CudaError::driver("host-to-device copy"))
+    }
+
+    /// Copies a device buffer back to the host.
+    pub fn download<T: DeviceRepr + Default + Clone>(
+        &self,
+        dev: &CudaSlice<T>,
+    ) -> Result<Vec<T>, CudaError> {
+        self.stream
+            .clone_dtoh(dev)
+            .map_err(CudaError::driver("device-to-host copy"))
+    }
+
+    /// A zero-filled device buffer of `len` elements.
+    pub fn zeros<T: DeviceRepr + ValidAsZeroBits>(
+        &self,
+        len: usize,
+    ) -> Result<CudaSlice<T>, CudaError> {
+        self.stream
+            .alloc_zeros(len)
+            .map_err(CudaError::driver("allocating device memory"))
+    }
+
+    /// Ensures a family's module is compiled and loaded (compiling it on first use).
+    pub fn load_family(&self, family: Family) -> Result<Arc<CudaModule>, CudaError> {
+        let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = modules.get(&family) {
+            return Ok(m.clone());
+        }
+        let ptx = compile_family(family, self.arch, &self.include_dir)?;
+        let module = self
+            .ctx
+            .load_module(ptx)
+            .map_err(CudaError::driver(format!(
+                "loading module {}",
+                family.name()
+            )))?;
+        tracing::debug!(family = family.name(), "compiled and loaded CUDA module");
+        modules.insert(family, module.clone());
+        Ok(module)
+    }
+
+    /// The kernel `name` of `family`, from the per-backend cache.
+    pub(crate) fn function(&self, family: Family, name: &str) -> Result<CudaFunction, CudaError> {
+        {
+            let functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(f) = functions.get(name) {
+                return Ok(f.clone());
+            }
+        }
+        let module = self.load_family(family)?;
+        let f = module
+            .load_function(name)
+            .map_err(CudaError::driver(format!("looking up kernel {name}")))?;
+        self.functions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), f.clone());
+        Ok(f)
+    }
+
+    /// Grid size for a grid-stride loop over `n` elements with 256-thread blocks.
+    pub(crate) fn grid_for(&self, n: usize) -> u32 {
+        let blocks = n.div_ceil(256).max(1);
+        let cap = self.sm_count as usize * 32;
+        u32::try_from(blocks.min(cap)).unwrap_or(u32::MAX)
+    }
+}
