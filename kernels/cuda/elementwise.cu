@@ -105,6 +105,21 @@ extern "C" __global__ void col_sum_finish(const float* partial, int nblocks, int
   out[c] += t;
 }
 
+// y[i] += alpha·x[i].
+extern "C" __global__ void axpy_f32(float alpha, const float* x, float* y, long n) {
+  GRID_STRIDE(i, n) y[i] += alpha * x[i];
+}
+
+// x[i] *= m[i] (dropout masks).
+extern "C" __global__ void mul_inplace_f32(float* x, const float* m, long n) {
+  GRID_STRIDE(i, n) x[i] *= m[i];
+}
+
+// x[g·group_len + i] *= scale[g] for g < groups (in-place drop-path on contiguous row groups).
+extern "C" __global__ void scale_groups_f32(float* x, const float* scale, long groups, long group_len) {
+  GRID_STRIDE(i, groups * group_len) x[i] *= scale[i / group_len];
+}
+
 extern "C" __global__ void cast_f32_bf16(const float* x, bf16* y, long n) {
   GRID_STRIDE(i, n) y[i] = __float2bfloat16(x[i]);
 }

@@ -38,7 +38,14 @@ fn expected_entries(family: Family) -> Vec<String> {
                 "add",
                 "col_sum_partial",
             ]);
-            v.extend(plain(&["col_sum_finish", "cast_f32_bf16", "cast_bf16_f32"]));
+            v.extend(plain(&[
+                "col_sum_finish",
+                "cast_f32_bf16",
+                "cast_bf16_f32",
+                "axpy_f32",
+                "mul_inplace_f32",
+                "scale_groups_f32",
+            ]));
             v
         }
         Family::Loss => plain(&["bce_logits", "mse", "softmax_fwd", "softmax_bwd"]),
@@ -47,6 +54,28 @@ fn expected_entries(family: Family) -> Vec<String> {
             "sq_sum_finish",
             "sam_perturb",
             "adam_step",
+        ]),
+        Family::Tokens => typed(&[
+            "embed_fwd",
+            "embed_bwd_e",
+            "embed_bwd_params",
+            "temporal_gather_fwd",
+            "temporal_gather_bwd",
+            "spatial_gather_fwd",
+            "spatial_gather_bwd",
+            "merge_fwd",
+            "merge_bwd",
+        ]),
+        Family::Conv3d => typed(&["conv3d_im2col", "conv3d_col2im"]),
+        Family::BatchNorm => plain(&[
+            "bn_col_partial",
+            "bn_mean_finish",
+            "bn_var_finish",
+            "bn_eval_stats",
+            "bn_apply",
+            "bn_bwd_partial",
+            "bn_bwd_finish",
+            "bn_bwd_dx",
         ]),
     }
 }

@@ -12,6 +12,7 @@ use cudarc::driver::{
 };
 
 use super::error::CudaError;
+use super::gemm::GemmMath;
 use super::source::{arch_for, compile_family, find_include_dir, nvrtc_available, Family};
 
 /// Whether libcuda (the driver) can be loaded.
@@ -37,6 +38,10 @@ pub struct CudaBackend {
     modules: Mutex<HashMap<Family, Arc<CudaModule>>>,
     functions: Mutex<HashMap<String, CudaFunction>>,
     pub(crate) sm_count: u32,
+    /// First error of an infallible [`crate::Backend`] call, kept until [`Self::take_error`].
+    sticky: Mutex<Option<CudaError>>,
+    /// GEMM arithmetic for f32 [`crate::Backend`] calls.
+    pub(crate) math: GemmMath,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -91,7 +96,32 @@ impl CudaBackend {
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
             sm_count: u32::try_from(sm_count).unwrap_or(1).max(1),
+            sticky: Mutex::new(None),
+            math: GemmMath::F32,
         })
+    }
+
+    /// Selects f32 or TF32 arithmetic for the f32 GEMMs of the [`crate::Backend`] implementation
+    /// (default f32, which the CPU parity checks need).
+    pub fn set_gemm_math(&mut self, math: GemmMath) {
+        self.math = math;
+    }
+
+    /// Keeps the first failure of an infallible trait call (the trait has no error channel).
+    pub(crate) fn record(&self, r: Result<(), CudaError>) {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "CUDA backend op failed");
+            let mut slot = self.sticky.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(e);
+            }
+        }
+    }
+
+    /// The first error recorded by a [`crate::Backend`] call since the last check, clearing it.
+    /// After an error, later trait calls still run but their results are meaningless.
+    pub fn take_error(&self) -> Option<CudaError> {
+        self.sticky.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// Device name as reported by the driver.

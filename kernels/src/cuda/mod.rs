@@ -2,6 +2,7 @@
 //! once per device, plus cuBLAS GEMMs, all through cudarc with dynamic loading — the binary links
 //! no CUDA library, and a machine without a driver, GPU, NVRTC or cuBLAS gets a [`CudaError`].
 
+mod backend;
 mod device;
 mod dtype;
 mod error;
@@ -9,6 +10,7 @@ mod gemm;
 mod ops;
 mod source;
 
+pub use backend::CudaBuf;
 pub use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream};
 pub use device::{cublas_available, driver_available, CudaBackend};
 pub use dtype::Float;

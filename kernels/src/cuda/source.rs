@@ -21,11 +21,14 @@ pub enum Family {
     Elementwise,
     Loss,
     Adam,
+    Tokens,
+    Conv3d,
+    BatchNorm,
 }
 
 impl Family {
     /// Every family, in a fixed order.
-    pub const ALL: [Family; 8] = [
+    pub const ALL: [Family; 11] = [
         Family::Blend,
         Family::PatchEmbed,
         Family::Attention,
@@ -34,6 +37,9 @@ impl Family {
         Family::Elementwise,
         Family::Loss,
         Family::Adam,
+        Family::Tokens,
+        Family::Conv3d,
+        Family::BatchNorm,
     ];
 
     /// File stem of the family's source under `kernels/cuda/`.
@@ -47,6 +53,9 @@ impl Family {
             Family::Elementwise => "elementwise",
             Family::Loss => "loss",
             Family::Adam => "adam",
+            Family::Tokens => "tokens",
+            Family::Conv3d => "conv3d",
+            Family::BatchNorm => "batchnorm",
         }
     }
 
@@ -60,6 +69,9 @@ impl Family {
             Family::Elementwise => include_str!("../../cuda/elementwise.cu"),
             Family::Loss => include_str!("../../cuda/loss.cu"),
             Family::Adam => include_str!("../../cuda/adam.cu"),
+            Family::Tokens => include_str!("../../cuda/tokens.cu"),
+            Family::Conv3d => include_str!("../../cuda/conv3d.cu"),
+            Family::BatchNorm => include_str!("../../cuda/batchnorm.cu"),
         }
     }
 
