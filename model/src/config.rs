@@ -111,6 +111,7 @@ impl ModelConfig {
     }
 
     /// Check internal consistency; errors name the offending key.
+    #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` needs Rust 1.87, MSRV is 1.86
     pub fn validate(&self) -> Result<(), ModelError> {
         let bad = |m: String| Err(ModelError::Config(m));
         if self.patch_size == 0 || self.img_size == 0 || self.img_size % self.patch_size != 0 {

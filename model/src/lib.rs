@@ -3,11 +3,20 @@
 //! SAM + Adam), checkpoints (safetensors, `.pth`, MAE import) and the library entry points the
 //! CLI wires up (`forward`, `convert`, `info`). Head naming: see [`naming`].
 
+// Forward/backward helpers pass buffers and dimensions explicitly.
+#![allow(clippy::too_many_arguments)]
+
+pub mod api;
+pub mod checkpoint;
 pub mod config;
+pub mod info;
+pub mod init;
 pub mod naming;
 pub mod network;
 pub mod params;
+pub mod pth;
 pub mod safetensors_io;
+pub mod train;
 
 pub use config::ModelConfig;
 pub use network::{Mode, Network, Regularisation, Trace};

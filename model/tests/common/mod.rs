@@ -60,7 +60,7 @@ pub fn compare(got: &[f32], want: &[f32], atol: f64, rtol: f64) -> (f64, bool) {
     let mut ok = true;
     for (&g, &w) in got.iter().zip(want) {
         let d = (g as f64 - w as f64).abs();
-        if !(d <= atol + rtol * (w as f64).abs()) {
+        if d > atol + rtol * (w as f64).abs() || d.is_nan() {
             ok = false;
         }
         if d > max || d.is_nan() {
