@@ -37,6 +37,18 @@ fn main() {
         println!("\n## Op parity: CUDA vs CPU reference (rel = ||cuda - ref|| / ||ref||)");
         report::Report::header();
         trait_ops::run(&be, &mut rep);
+        // The model crate's own conformance harness (odd shapes, max-magnitude-relative 1e-5).
+        rep.checks += 1;
+        match kernels::conformance::check_against_cpu(&be, 1e-5) {
+            Ok(()) => println!(
+                "{:<44} {:>5} {:>11} {:>8}  ok",
+                "kernels::conformance (all Backend ops)", "f32", "-", "1e-5"
+            ),
+            Err(e) => rep.fail(&format!("kernels::conformance: {e}")),
+        }
+        if let Some(e) = be.take_error() {
+            rep.fail(&format!("CUDA error during Backend op checks: {e}"));
+        }
         native_ops::run(&be, &mut rep);
         println!("(ops done in {:.1} s)", t0.elapsed().as_secs_f64());
     }
