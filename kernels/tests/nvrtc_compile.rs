@@ -1,4 +1,5 @@
-//! Compiles every kernel family through NVRTC for compute_90 (H100/H200) and compute_80 (A100),
+//! Compiles every kernel family through NVRTC to PTX for compute_90 (H100/H200) and compute_80
+//! (A100), and to sm_90 SASS (so ptxas register/shared-memory limits are checked too),
 //! without a GPU: needs only libnvrtc and the CUDA headers (scripts/setup-nvrtc.sh installs both
 //! from PyPI under .cache/nvrtc). A compile error in any `.cu` fails this test. With NVRTC absent
 //! the test fails with instructions, unless FAKESTORMER_SKIP_NVRTC=1 says to skip.
@@ -114,6 +115,12 @@ fn every_kernel_family_compiles_for_sm90_and_sm80() {
                 }
                 Err(e) => failures.push(e.to_string()),
             }
+        }
+    }
+    // sm_90 makes NVRTC run ptxas as well, so register and shared-memory limits are checked too.
+    for family in Family::ALL {
+        if let Err(e) = compile_family(family, "sm_90", &include) {
+            failures.push(e.to_string());
         }
     }
     assert!(
