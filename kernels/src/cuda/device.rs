@@ -27,6 +27,30 @@ pub fn cublas_available() -> bool {
     unsafe { cudarc::cublas::sys::is_culib_present() }
 }
 
+/// Stops the device's default memory pool from returning freed memory to the driver at every
+/// synchronisation (its default release threshold is 0). Activations are allocated and freed every
+/// step; keeping the pages mapped makes re-allocation cheap, like PyTorch's caching allocator.
+fn keep_pool_memory(ctx: &Arc<CudaContext>) -> Result<(), CudaError> {
+    use cudarc::driver::sys;
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let mut threshold: u64 = u64::MAX;
+    // SAFETY: plain driver calls on a live context's device with valid out-pointers.
+    unsafe {
+        sys::cuDeviceGetDefaultMemPool(&mut pool, ctx.cu_device())
+            .result()
+            .map_err(CudaError::driver("getting the default memory pool"))?;
+        sys::cuMemPoolSetAttribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut threshold) as *mut u64 as *mut std::ffi::c_void,
+        )
+        .result()
+        .map_err(CudaError::driver(
+            "setting the memory pool release threshold",
+        ))
+    }
+}
+
 /// The CUDA backend for one device. Kernel families are compiled by NVRTC on first use and cached
 /// for the lifetime of the backend (one module per family per device).
 pub struct CudaBackend {
@@ -82,6 +106,9 @@ impl CudaBackend {
                 cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
             )
             .map_err(CudaError::driver("querying the SM count"))?;
+        if ctx.has_async_alloc() {
+            keep_pool_memory(&ctx)?;
+        }
         let stream = ctx.default_stream();
         let blas =
             CudaBlas::new(stream.clone()).map_err(CudaError::cublas("creating the handle"))?;
