@@ -15,6 +15,11 @@ use kernels::{Backend, CpuBackend, EmbedDims, TempTokenSource};
 
 /// Compiles `family`'s source with the emulation header and `driver` appended; returns the binary.
 fn build(family: Family, driver: &str) -> PathBuf {
+    build_with(family, driver, None)
+}
+
+/// [`build`] with an optional `-D` define selecting a part of a shared driver.
+fn build_with(family: Family, driver: &str, define: Option<&str>) -> PathBuf {
     let emu = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/emu");
     let source = family
         .source()
@@ -28,9 +33,14 @@ fn build(family: Family, driver: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let cpp = dir.join(format!("{}.cpp", family.name()));
     std::fs::write(&cpp, format!("{source}\n{driver_src}")).expect("write source");
-    let exe = dir.join(family.name());
+    let exe = dir.join(format!(
+        "{}{}",
+        family.name(),
+        define.map(|d| format!("_{d}")).unwrap_or_default()
+    ));
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "clang++".into());
     let out = Command::new(&cxx)
+        .args(define.map(|d| format!("-D{d}")))
         .args(["-std=c++20", "-O1", "-U_FORTIFY_SOURCE", "-w", "-I"])
         .arg(&emu)
         .arg(&cpp)
@@ -102,7 +112,18 @@ fn run_io(
     inputs: &[(&str, &[f32])],
     args: &[usize],
 ) -> HashMap<String, Vec<f32>> {
-    let exe = build(family, driver);
+    run_io_with(family, driver, None, inputs, args)
+}
+
+/// [`run_io`] with an optional `-D` define selecting a part of a shared driver.
+fn run_io_with(
+    family: Family,
+    driver: &str,
+    define: Option<&str>,
+    inputs: &[(&str, &[f32])],
+    args: &[usize],
+) -> HashMap<String, Vec<f32>> {
+    let exe = build_with(family, driver, define);
     let dir = exe.with_extension("io");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("io dir");
@@ -338,4 +359,327 @@ fn batchnorm_kernels_match_cpu_backend_under_emulation() {
             assert_close(&out, &format!("{name}{sfx}"), want);
         }
     }
+}
+
+#[test]
+fn elementwise_kernels_match_references_under_emulation() {
+    let (rows, cols, per, rpb) = (96usize, 40usize, 4usize, 16usize);
+    let n = rows * cols;
+    let mut s = 13u64;
+    let (x, a, bias, acc) = (
+        gen(&mut s, n),
+        gen(&mut s, n),
+        gen(&mut s, cols),
+        gen(&mut s, cols),
+    );
+    let scale: Vec<f32> = (0..rows / per)
+        .map(|i| if i % 3 == 0 { 0.0 } else { 1.0 / 0.7 })
+        .collect();
+    let idx: Vec<u32> = (0..rows as u32).rev().step_by(2).collect();
+    let idxf: Vec<f32> = idx.iter().map(|&i| i as f32).collect();
+    let out = run_io(
+        Family::Elementwise,
+        "elementwise_driver.cpp",
+        &[
+            ("x", &x),
+            ("a", &a),
+            ("bias", &bias),
+            ("scale", &scale),
+            ("acc", &acc),
+            ("idx", &idxf),
+        ],
+        &[rows, cols, per, rpb],
+    );
+    let cpu = CpuBackend;
+    let at = |i: usize| scale[i / cols / per];
+    assert_close(
+        &out,
+        "bias_add",
+        &(0..n).map(|i| x[i] + bias[i % cols]).collect::<Vec<_>>(),
+    );
+    assert_close(
+        &out,
+        "drop_path",
+        &(0..n).map(|i| x[i] * at(i)).collect::<Vec<_>>(),
+    );
+    assert_close(
+        &out,
+        "residual_drop_path",
+        &(0..n).map(|i| a[i] + x[i] * at(i)).collect::<Vec<_>>(),
+    );
+    assert_close(
+        &out,
+        "add",
+        &(0..n).map(|i| a[i] + x[i]).collect::<Vec<_>>(),
+    );
+    let cs: Vec<f32> = (0..cols)
+        .map(|c| acc[c] + (0..rows).map(|r| x[r * cols + c]).sum::<f32>())
+        .collect();
+    assert_close(&out, "col_sum", &cs);
+    let (g, sl, pos) = (per, 3, 1);
+    let bb = rows / (g * sl);
+    let mut merged = vec![0.0; bb * cols];
+    let mut gsrc = vec![0.0; n];
+    for b in 0..bb {
+        for c in 0..cols {
+            let m: f32 = (0..g)
+                .map(|k| x[((b * g + k) * sl + pos) * cols + c])
+                .sum::<f32>()
+                / g as f32;
+            merged[b * cols + c] = a[b * 3 * cols + c] + m;
+            for k in 0..g {
+                gsrc[((b * g + k) * sl + pos) * cols + c] = bias[c] / g as f32;
+            }
+        }
+    }
+    assert_close(&out, "token_merge_fwd", &merged);
+    assert_close(&out, "token_merge_bwd", &gsrc);
+    let mut gathered = vec![0.0; idx.len() * cols];
+    cpu.gather_rows(&x, &idx, &mut gathered, cols);
+    assert_close(&out, "gather", &gathered);
+    let mut scattered = a.clone();
+    cpu.scatter_add_rows(&gathered, &idx, &mut scattered, cols);
+    assert_close(&out, "scatter_add", &scattered);
+    let rounded: Vec<f32> = x
+        .iter()
+        .map(|&v| half::bf16::from_f32(v).to_f32())
+        .collect();
+    assert_close(&out, "cast_roundtrip", &rounded);
+    let mut y = a.clone();
+    cpu.axpy(-0.75, &x, &mut y, n);
+    assert_close(&out, "axpy", &y);
+    let mut xm = x.clone();
+    cpu.mul_inplace(&mut xm, &a, n);
+    assert_close(&out, "mul_inplace", &xm);
+    let mut xs = x.clone();
+    cpu.scale_groups(&mut xs, &scale, per * cols);
+    assert_close(&out, "scale_groups", &xs);
+}
+
+#[test]
+fn gelu_loss_adam_kernels_match_references_under_emulation() {
+    let mut s = 17u64;
+    let cpu = CpuBackend;
+    let n = 3000;
+    let x: Vec<f32> = gen(&mut s, n).iter().map(|v| 4.0 * v).collect();
+    let g = gen(&mut s, n);
+    let out = run_io_with(
+        Family::Gelu,
+        "misc_driver.cpp",
+        Some("FAMILY_GELU"),
+        &[("x", &x), ("g", &g)],
+        &[0, 0, 0, 0],
+    );
+    let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);
+    cpu.gelu_fwd(&x, &mut y, n);
+    cpu.gelu_bwd(&g, &x, &mut dx, n);
+    assert_close(&out, "y", &y);
+    assert_close(&out, "dx", &dx);
+
+    let (rows, cols) = (20, 150);
+    let t: Vec<f32> = gen(&mut s, n).iter().map(|v| 0.5 + 0.5 * v).collect();
+    let out = run_io_with(
+        Family::Loss,
+        "misc_driver.cpp",
+        Some("FAMILY_LOSS"),
+        &[("x", &x), ("t", &t)],
+        &[rows, cols, 0, 0],
+    );
+    let nf = n as f64;
+    let bce: f64 = x
+        .iter()
+        .zip(&t)
+        .map(|(&v, &y)| {
+            (v as f64).max(0.0) - v as f64 * y as f64 + (-(v as f64).abs()).exp().ln_1p()
+        })
+        .sum::<f64>()
+        / nf;
+    let bce_g: Vec<f32> = x
+        .iter()
+        .zip(&t)
+        .map(|(&v, &y)| ((1.0 / (1.0 + (-(v as f64)).exp()) - y as f64) / nf) as f32)
+        .collect();
+    assert_close(&out, "bce_loss", &[bce as f32]);
+    assert_close(&out, "bce_grad", &bce_g);
+    let mse: f64 = x
+        .iter()
+        .zip(&t)
+        .map(|(&a, &b)| ((a - b) as f64).powi(2))
+        .sum::<f64>()
+        / nf;
+    assert_close(&out, "mse_loss", &[mse as f32]);
+    assert_close(
+        &out,
+        "mse_grad",
+        &x.iter()
+            .zip(&t)
+            .map(|(&a, &b)| 2.0 * (a - b) / n as f32)
+            .collect::<Vec<_>>(),
+    );
+    let mut sy = vec![0.0; rows * cols];
+    let mut sdx = vec![0.0; rows * cols];
+    for r in 0..rows {
+        let row = &x[r * cols..(r + 1) * cols];
+        let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let z: f64 = row.iter().map(|&v| ((v - m) as f64).exp()).sum();
+        for c in 0..cols {
+            sy[r * cols + c] = (((row[c] - m) as f64).exp() / z) as f32;
+        }
+        let dot: f64 = (0..cols)
+            .map(|c| (t[r * cols + c] * sy[r * cols + c]) as f64)
+            .sum();
+        for c in 0..cols {
+            sdx[r * cols + c] = (sy[r * cols + c] as f64 * (t[r * cols + c] as f64 - dot)) as f32;
+        }
+    }
+    assert_close(&out, "softmax_y", &sy);
+    assert_close(&out, "softmax_dx", &sdx);
+
+    let m = 5000;
+    let w = gen(&mut s, m);
+    let g: Vec<f32> = gen(&mut s, m).iter().map(|v| 1e-2 * v).collect();
+    let g2: Vec<f32> = gen(&mut s, m).iter().map(|v| 1e-2 * v).collect();
+    let m0: Vec<f32> = gen(&mut s, m).iter().map(|v| 1e-3 * v).collect();
+    let v0: Vec<f32> = gen(&mut s, m).iter().map(|v| 1e-5 * v.abs()).collect();
+    let out = run_io_with(
+        Family::Adam,
+        "misc_driver.cpp",
+        Some("FAMILY_ADAM"),
+        &[("w", &w), ("g", &g), ("g2", &g2), ("m", &m0), ("v", &v0)],
+        &[0, 0, 0, 0],
+    );
+    let ss: f64 = g.iter().map(|&v| (v as f64).powi(2)).sum();
+    assert_close(&out, "sumsq", &[ss as f32]);
+    let sc = 0.05 / (ss.sqrt() + 1e-12);
+    assert_close(
+        &out,
+        "perturbed",
+        &w.iter()
+            .zip(&g)
+            .map(|(&a, &b)| (a as f64 + sc * b as f64) as f32)
+            .collect::<Vec<_>>(),
+    );
+    let (mut wr, mut mr, mut vr) = (w.clone(), m0.clone(), v0.clone());
+    let h = kernels::AdamParams {
+        lr: 5e-5,
+        beta1: 0.9,
+        beta2: 0.995,
+        eps: 1e-8,
+        weight_decay: 1e-4,
+        step: 3,
+    };
+    cpu.adam_step(&mut wr, &g2, &mut mr, &mut vr, m, h);
+    assert_close(&out, "w", &wr);
+    assert_close(&out, "m", &mr);
+    assert_close(&out, "v", &vr);
+}
+
+#[test]
+fn blend_patch_conv3d_kernels_match_references_under_emulation() {
+    let mut s = 19u64;
+    let (n, hw, c) = (3usize, 50usize, 3usize);
+    let src: Vec<f32> = gen(&mut s, n * hw * c)
+        .iter()
+        .map(|v| (127.5 * (v + 1.0)).floor())
+        .collect();
+    let tgt: Vec<f32> = gen(&mut s, n * hw * c)
+        .iter()
+        .map(|v| (127.5 * (v + 1.0)).floor())
+        .collect();
+    let mask: Vec<f32> = gen(&mut s, n * hw).iter().map(|v| 0.5 + 0.5 * v).collect();
+    let ratio = vec![0.3, 0.75, 1.0];
+    let (go, gb) = (gen(&mut s, n * hw * c), gen(&mut s, n * hw));
+    let out = run_io_with(
+        Family::Blend,
+        "misc_driver.cpp",
+        Some("FAMILY_BLEND"),
+        &[
+            ("src", &src),
+            ("tgt", &tgt),
+            ("mask", &mask),
+            ("ratio", &ratio),
+            ("go", &go),
+            ("gb", &gb),
+        ],
+        &[n, hw, c, 0],
+    );
+    let mut want = vec![0.0; n * hw * c];
+    let (mut ws, mut wt, mut wm, mut wb, mut w8) = (
+        want.clone(),
+        want.clone(),
+        vec![0.0; n * hw],
+        vec![0.0; n * hw],
+        want.clone(),
+    );
+    for p in 0..n * hw {
+        let (m, r) = (mask[p], ratio[p / hw]);
+        let mut gm = 0.0;
+        for ch in 0..c {
+            let i = p * c + ch;
+            want[i] = r * m * src[i] + (1.0 - r * m) * tgt[i];
+            w8[i] = want[i].clamp(0.0, 255.0).trunc();
+            ws[i] = r * m * go[i];
+            wt[i] = (1.0 - r * m) * go[i];
+            gm += (src[i] - tgt[i]) * go[i];
+        }
+        wb[p] = 4.0 * m * (1.0 - m);
+        wm[p] = r * gm + 4.0 * (1.0 - 2.0 * m) * gb[p];
+    }
+    for (name, w) in [
+        ("out", &want),
+        ("boundary", &wb),
+        ("g_src", &ws),
+        ("g_tgt", &wt),
+        ("g_mask", &wm),
+        ("out_u8", &w8),
+    ] {
+        assert_close(&out, name, w);
+    }
+
+    let (b, t, img, p) = (1usize, 2usize, 24usize, 8usize);
+    let x = gen(&mut s, b * 3 * t * img * img);
+    let out = run_io_with(
+        Family::PatchEmbed,
+        "misc_driver.cpp",
+        Some("FAMILY_PATCH"),
+        &[("x", &x)],
+        &[b, t, img, p],
+    );
+    let mut cols = vec![0.0; b * t * (img / p) * (img / p) * 3 * p * p];
+    CpuBackend.patchify(&x, &mut cols, b, 3, t, img, img, p);
+    assert_close(&out, "cols", &cols);
+    assert_close(&out, "fold", &x);
+
+    let (b, t, cells, cin) = (2usize, 4usize, 5usize, 6usize);
+    let rows = b * t * cells;
+    let x = gen(&mut s, rows * cin);
+    let dcols = gen(&mut s, rows * 3 * cin);
+    let out = run_io_with(
+        Family::Conv3d,
+        "misc_driver.cpp",
+        Some("FAMILY_CONV3D"),
+        &[("x", &x), ("dcols", &dcols)],
+        &[b, t, cells, cin],
+    );
+    let mut want_cols = vec![0.0; rows * 3 * cin];
+    let mut want_dx = vec![0.0; rows * cin];
+    for bb in 0..b {
+        for tt in 0..t {
+            for sc in 0..cells {
+                let row = (bb * t + tt) * cells + sc;
+                for ci in 0..cin {
+                    for k in 0..3 {
+                        let ts = tt as isize + k as isize - 1;
+                        if (0..t as isize).contains(&ts) {
+                            let src_row = (bb * t + ts as usize) * cells + sc;
+                            want_cols[row * 3 * cin + ci * 3 + k] = x[src_row * cin + ci];
+                            want_dx[src_row * cin + ci] += dcols[row * 3 * cin + ci * 3 + k];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert_close(&out, "cols", &want_cols);
+    assert_close(&out, "dx", &want_dx);
 }
