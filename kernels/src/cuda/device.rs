@@ -13,7 +13,9 @@ use cudarc::driver::{
 
 use super::error::CudaError;
 use super::gemm::GemmMath;
-use super::source::{arch_for, compile_family, find_include_dir, nvrtc_available, Family};
+use super::source::{
+    arch_for, compile_family, find_include_dir, nvrtc_available, sass_arch, Family,
+};
 
 /// Whether libcuda (the driver) can be loaded.
 pub fn driver_available() -> bool {
@@ -214,13 +216,28 @@ impl CudaBackend {
             return Ok(m.clone());
         }
         let ptx = compile_family(family, self.arch, &self.include_dir)?;
-        let module = self
-            .ctx
-            .load_module(ptx)
-            .map_err(CudaError::driver(format!(
-                "loading module {}",
-                family.name()
-            )))?;
+        let module = match self.ctx.load_module(ptx) {
+            Ok(m) => m,
+            // A driver older than NVRTC rejects the PTX ISA; a cubin for the exact SM still loads.
+            Err(first) => match sass_arch(self.arch) {
+                Some(sass) => {
+                    tracing::warn!(family = family.name(), error = ?first, "PTX rejected, loading a {sass} cubin");
+                    let cubin = compile_family(family, sass, &self.include_dir)?;
+                    self.ctx
+                        .load_module(cubin)
+                        .map_err(CudaError::driver(format!(
+                            "loading module {} ({sass} cubin; PTX failed with {first:?})",
+                            family.name()
+                        )))?
+                }
+                None => {
+                    return Err(CudaError::Driver {
+                        during: format!("loading module {}", family.name()),
+                        source: first,
+                    })
+                }
+            },
+        };
         tracing::debug!(family = family.name(), "compiled and loaded CUDA module");
         modules.insert(family, module.clone());
         Ok(module)

@@ -18,6 +18,6 @@ pub use error::CudaError;
 pub use gemm::{GemmMath, GemmShape};
 pub use ops::{AdamHyper, AttentionShape, MergeShape, PatchGeom, RowIndex};
 pub use source::{
-    arch_for, compile_family, find_include_dir, include_candidates, nvrtc_available, Family,
-    INCLUDE_ENV,
+    arch_for, compile_family, find_include_dir, include_candidates, nvrtc_available, sass_arch,
+    Family, INCLUDE_ENV,
 };

@@ -143,6 +143,20 @@ pub fn arch_for(major: i32, minor: i32) -> &'static str {
     }
 }
 
+/// The real (SASS) architecture matching a virtual one from [`arch_for`]: NVRTC then emits a
+/// cubin, which a driver older than the NVRTC release can load when it rejects the newer PTX ISA.
+pub fn sass_arch(virtual_arch: &str) -> Option<&'static str> {
+    Some(match virtual_arch {
+        "compute_90" => "sm_90",
+        "compute_89" => "sm_89",
+        "compute_87" => "sm_87",
+        "compute_86" => "sm_86",
+        "compute_80" => "sm_80",
+        "compute_75" => "sm_75",
+        _ => return None,
+    })
+}
+
 /// Compiles one family to PTX for `arch` (e.g. `"compute_90"`). Fails cleanly when NVRTC is absent.
 pub fn compile_family(
     family: Family,
