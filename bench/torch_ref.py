@@ -4,6 +4,8 @@ Adam), used by scripts/gpu-check.sh to put the Rust CUDA backend's numbers next 
 the same GPU. Same architecture and step structure as kernels/benches/gpu_check/model_check.rs:
 two forward/backward passes per step (SAM), drop-path 0.3, head dropout 0.2, BatchNorm3d in
 training mode, losses BCE (cls, temp_loc) + MSE (hm). Random weights and inputs: throughput only.
+The unused `temp_token` and `norm_t_cls` (no gradient in compat mode) are left out: 123,624,774
+parameters vs the spec's 123,627,078; forward 106.6 GMACs/clip as spec §2.5.
 
 Prints: math, batch, median step ms, clips/s, MFU (dense peak of the named GPU), peak memory.
 """
