@@ -86,16 +86,16 @@ echo "# libnvrtc: $(for d in ${uniq_dirs//:/ }; do ls "$d"/libnvrtc.so* 2>/dev/n
 echo "# libcublas: $(for d in ${uniq_dirs//:/ }; do ls "$d"/libcublas.so* 2>/dev/null; done | head -n1)"
 
 # shellcheck disable=SC2086
-timeout 280 "$BIN_DIR/gpu_check" ${GPU_CHECK_ARGS:-}
+timeout 230 "$BIN_DIR/gpu_check" ${GPU_CHECK_ARGS:-}
 rc=$?
-[ $rc -eq 124 ] && echo "gpu-check: gpu_check exceeded 280 s and was stopped" >&2
+[ $rc -eq 124 ] && echo "gpu-check: gpu_check exceeded 230 s and was stopped" >&2
 
 if [ "${SKIP_TORCH:-0}" != "1" ]; then
   if [ -n "$PY" ] && [ -f "$ROOT/bench/torch_ref.py" ]; then
     echo
     echo "## PyTorch eager reference (bench/torch_ref.py), same architecture and SAM step"
     # shellcheck disable=SC2086
-    timeout 150 "$PY" "$ROOT/bench/torch_ref.py" ${TORCH_REF_ARGS:-} || echo "gpu-check: torch reference failed or timed out (rc $?)" >&2
+    timeout 120 "$PY" "$ROOT/bench/torch_ref.py" ${TORCH_REF_ARGS:-} || echo "gpu-check: torch reference failed or timed out (rc $?)" >&2
   else
     echo "gpu-check: python3 or bench/torch_ref.py missing; PyTorch comparison skipped" >&2
   fi
