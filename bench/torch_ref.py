@@ -1,203 +1,239 @@
-#!/usr/bin/env python3
-"""PyTorch eager reference for the FakeSTormer `base` training step (spec §2 network, §6 SAM over
-Adam), used by scripts/gpu-check.sh to put the Rust CUDA backend's numbers next to PyTorch's on
-the same GPU. Same architecture and step structure as kernels/benches/gpu_check/model_check.rs:
-two forward/backward passes per step (SAM), drop-path 0.3, head dropout 0.2, BatchNorm3d in
-training mode, losses BCE (cls, temp_loc) + MSE (hm). Random weights and inputs: throughput only.
-The unused `temp_token` and `norm_t_cls` (no gradient in compat mode) are left out: 123,624,774
-parameters vs the spec's 123,627,078; forward 106.6 GMACs/clip as spec §2.5.
+"""PyTorch CPU reference of the FakeSTormer architecture for the benchmark (written for this
+project from spec §2, module names = official state-dict names so official weights load).
 
-Prints: math, batch, median step ms, clips/s, MFU (dense peak of the named GPU), peak memory.
+Usage: .cache/bench-venv/bin/python bench/torch_ref.py [--batch B] [--iters N] [--check FIXTURES]
+       tiny small base
+Prints one JSON object per preset: forward+loss+backward time per clip, training mode, no
+drop-path/dropout (same work as the Rust bench). --check loads the tiny fixture checkpoint and
+verifies this model reproduces the official cls/temp_loc/hm outputs (so the comparison is between
+the same architecture).
 """
 import argparse
+import json
 import math
-import statistics
+import os
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-C, HEADS, DEPTH, HID, T, IMG, P = 768, 12, 12, 3072, 4, 224, 16
-N = (IMG // P) ** 2
-
-
-def drop_path(x, rate, training):
-    """timm drop_path: one keep/scale draw per row of the first dimension."""
-    if rate == 0.0 or not training:
-        return x
-    keep = 1.0 - rate
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-    return x * mask / keep
+PRESETS = {
+    "base": dict(img=224, patch=16, dim=768, depth=12, heads=12, mlp=4, frames=4, sw=192),
+    "small": dict(img=224, patch=16, dim=384, depth=12, heads=6, mlp=4, frames=4, sw=96),
+    "tiny": dict(img=32, patch=8, dim=64, depth=2, heads=4, mlp=4, frames=4, sw=16),
+}
 
 
 class Attention(nn.Module):
-    def __init__(self):
+    def __init__(self, dim, heads):
         super().__init__()
-        self.qkv = nn.Linear(C, 3 * C)
-        self.proj = nn.Linear(C, C)
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
 
     def forward(self, x):
-        b, n, _ = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, HEADS, C // HEADS).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0] * (C // HEADS) ** -0.5, qkv[1], qkv[2]
-        attn = (q @ k.transpose(-2, -1)).softmax(dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, C))
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        q = q * (c // self.heads) ** -0.5
+        a = (q @ k.transpose(-2, -1)).softmax(-1)
+        return self.proj((a @ v).transpose(1, 2).reshape(b, n, c))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
 
 
 class Block(nn.Module):
-    def __init__(self, rate):
+    def __init__(self, dim, heads, mlp):
         super().__init__()
-        self.rate = rate
-        self.norm1 = nn.LayerNorm(C, eps=1e-6)
-        self.attn = Attention()
-        self.temporal_norm1 = nn.LayerNorm(C, eps=1e-6)
-        self.temporal_attn = Attention()
-        self.temporal_fc = nn.Linear(C, C)
-        self.norm2 = nn.LayerNorm(C, eps=1e-6)
-        self.fc1 = nn.Linear(C, HID)
-        self.fc2 = nn.Linear(HID, C)
+        ln = lambda: nn.LayerNorm(dim, eps=1e-6)
+        self.norm1, self.attn = ln(), Attention(dim, heads)
+        self.temporal_norm1, self.temporal_attn = ln(), Attention(dim, heads)
+        self.temporal_fc = nn.Linear(dim, dim)
+        self.norm2, self.mlp = ln(), Mlp(dim, dim * mlp)
+
+    def forward(self, x, t, n):
+        b, _, c = x.shape
+        cls, p, tau = x[:, :1], x[:, 1:-1], x[:, -1:]
+        pt = p.reshape(b, n, t, c)  # "(n t)" token order
+        seq = torch.cat([pt, tau.reshape(b, 1, 1, c).expand(b, n, 1, c)], 2).reshape(b * n, t + 1, c)
+        r = self.temporal_fc(self.temporal_attn(self.temporal_norm1(seq))).reshape(b, n, t + 1, c)
+        p1 = (pt + r[:, :, :t]).permute(0, 2, 1, 3)  # b t n c
+        g = r[:, :, t].mean(1, keepdim=True)
+        sseq = torch.cat([cls.reshape(b, 1, 1, c).expand(b, t, 1, c), p1], 2).reshape(b * t, n + 1, c)
+        v = self.attn(self.norm1(sseq)).reshape(b, t, n + 1, c)
+        s = v[:, :, 0]
+        p2 = (p1 + v[:, :, 1:]).permute(0, 2, 1, 3).reshape(b, n * t, c)
+        y = torch.cat([cls + s.mean(1, keepdim=True), p2, tau + g], 1)
+        return y + self.mlp(self.norm2(y)), s
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, patch, dim):
+        super().__init__()
+        self.proj = nn.Conv2d(3, dim, patch, patch)
+
+
+class Backbone(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        d, t = cfg["dim"], cfg["frames"]
+        n = (cfg["img"] // cfg["patch"]) ** 2
+        self.t, self.n = t, n
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.pos_embed = nn.Parameter(torch.randn(1, n + 1, d) * 0.02)
+        self.temp_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.time_embed = nn.Parameter(torch.zeros(1, t + 1, d))
+        self.patch_embed = PatchEmbed(cfg["patch"], d)
+        self.blocks = nn.ModuleList(Block(d, cfg["heads"], cfg["mlp"]) for _ in range(cfg["depth"]))
+        self.norm = nn.LayerNorm(d, eps=1e-6)
+        self.norm_s_cls = nn.LayerNorm(d, eps=1e-6)
+        self.norm_t_cls = nn.LayerNorm(d, eps=1e-6)
 
     def forward(self, x):
-        b = x.shape[0]
-        cls, patches, tau = x[:, :1], x[:, 1:-1].reshape(b, N, T, C), x[:, -1:]
-        # temporal: (b, n) sequences [p_{n,0..T-1}, tau]
-        seq = torch.cat([patches, tau.unsqueeze(1).expand(b, N, 1, C)], dim=2).reshape(b * N, T + 1, C)
-        u = drop_path(self.temporal_attn(self.temporal_norm1(seq)), self.rate, self.training)
-        r = self.temporal_fc(u).reshape(b, N, T + 1, C)
-        p1 = patches + r[:, :, :T]
-        g = r[:, :, T]
-        # spatial: (b, t) sequences [cls, p'_{0..N-1,t}]
-        seq = torch.cat([cls.unsqueeze(1).expand(b, T, 1, C), p1.permute(0, 2, 1, 3)], dim=2).reshape(b * T, N + 1, C)
-        v = drop_path(self.attn(self.norm1(seq)), self.rate, self.training).reshape(b, T, N + 1, C)
-        s = v[:, :, 0]
-        p2 = p1 + v[:, :, 1:].permute(0, 2, 1, 3)
-        y = torch.cat([cls + s.mean(1, keepdim=True), p2.reshape(b, N * T, C), tau + g.mean(1, keepdim=True)], dim=1)
-        y = y + drop_path(self.fc2(F.gelu(self.fc1(self.norm2(y)))), self.rate, self.training)
-        return y, s
+        b, _, t, h, w = x.shape
+        e = self.patch_embed.proj(x.permute(0, 2, 1, 3, 4).reshape(b * t, 3, h, w)).flatten(2).transpose(1, 2)
+        c = e.shape[-1]
+        e = e + self.pos_embed[:, 1:]
+        e = e.reshape(b, t, self.n, c).permute(0, 2, 1, 3) + self.time_embed[:, :t].unsqueeze(0)  # b n t c
+        tau = e[0, :b, 0].unsqueeze(1)  # compat: sample 0, frame 0, patch b
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(b, 1, c)
+        x = torch.cat([cls, e.reshape(b, self.n * t, c), tau], 1)
+        for blk in self.blocks:
+            x, s = blk(x, t, self.n)
+        return self.norm(x), self.norm_s_cls(s)
+
+
+class Conv(nn.Sequential):
+    def __init__(self, cin, cout):
+        super().__init__(nn.Conv3d(cin, cout, (3, 1, 1), padding=(1, 0, 0)), nn.BatchNorm3d(cout, momentum=0.05), nn.GELU())
+
+
+class HmHead(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.before_proj = nn.Sequential(Conv(d, d))
+        self.proj = nn.Sequential(Conv(d, d // 4), nn.Conv3d(d // 4, 1, (3, 1, 1), padding=(1, 0, 0)))
+
+    def forward(self, f):
+        return self.proj(self.before_proj(f))
+
+
+class Cls(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.fc_out = nn.Linear(d, 1)
+
+
+class TempLoc(nn.Module):
+    def __init__(self, d, sw, t):
+        super().__init__()
+        self.fc1 = nn.Sequential(nn.Linear(d, sw), nn.GELU(), nn.Dropout(0.0))
+        self.fc_out = nn.Linear(t * sw, t)
+
+
+class Head(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.hm = HmHead(cfg["dim"])
+        self.cls = Cls(cfg["dim"])
+        self.temp_loc = TempLoc(cfg["dim"], cfg["sw"], cfg["frames"])
 
 
 class FakeSTormer(nn.Module):
-    def __init__(self):
+    def __init__(self, cfg):
         super().__init__()
-        self.patch = nn.Conv2d(3, C, P, P)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, C))
-        self.pos_embed = nn.Parameter(torch.randn(1, N + 1, C) * 0.02)
-        self.time_embed = nn.Parameter(torch.zeros(1, T + 1, C))
-        self.blocks = nn.ModuleList(Block(0.3 * i / (DEPTH - 1)) for i in range(DEPTH))
-        self.norm = nn.LayerNorm(C, eps=1e-6)
-        self.norm_s_cls = nn.LayerNorm(C, eps=1e-6)
-        self.cls_head = nn.Linear(C, 1)
-        self.tl_fc1 = nn.Linear(C, 192)
-        self.tl_out = nn.Linear(C, T)
-        hw = C // 4
-        self.hm = nn.Sequential(
-            nn.Conv3d(C, C, (3, 1, 1), padding=(1, 0, 0)), nn.BatchNorm3d(C, momentum=0.05), nn.GELU(),
-            nn.Conv3d(C, hw, (3, 1, 1), padding=(1, 0, 0)), nn.BatchNorm3d(hw, momentum=0.05), nn.GELU(),
-            nn.Conv3d(hw, 1, (3, 1, 1), padding=(1, 0, 0)))
+        self.cfg = cfg
+        self.backbone = Backbone(cfg)
+        self.keypoint_head = Head(cfg)
 
-    def forward(self, img):
-        b = img.shape[0]
-        e = self.patch(img.permute(0, 2, 1, 3, 4).reshape(b * T, 3, IMG, IMG)).flatten(2).transpose(1, 2)
-        e = e.reshape(b, T, N, C) + self.pos_embed[:, 1:].unsqueeze(1) + self.time_embed[:, :T].unsqueeze(2)
-        # compat temp token (spec §2.2.1 item 4): patch b of frame 0 of sample 0
-        tau = e[0, 0, :b].unsqueeze(1)
-        x = torch.cat([(self.cls_token + self.pos_embed[:, :1]).expand(b, 1, C), e.permute(0, 2, 1, 3).reshape(b, N * T, C), tau], 1)
-        s = None
-        for blk in self.blocks:
-            x, s = blk(x)
-        z = self.norm(x)
-        cls = self.cls_head(z[:, -1]).squeeze(-1)
-        a = F.dropout(F.gelu(self.tl_fc1(self.norm_s_cls(s))), 0.2, self.training)
-        temp_loc = self.tl_out(a.reshape(b, T * 192))
-        f = z[:, 1:-1].permute(0, 2, 1).reshape(b, C, T, 14, 14)  # the scrambled map of spec §2.2.3
-        return cls, temp_loc, self.hm(f)
+    def forward(self, x):
+        z, s = self.backbone(x)
+        b, _, c = z.shape
+        t, g = self.cfg["frames"], self.cfg["img"] // self.cfg["patch"]
+        cls = self.keypoint_head.cls.fc_out(z[:, -1])
+        tl = self.keypoint_head.temp_loc
+        temp_loc = tl.fc_out(tl.fc1(s).reshape(b, -1))
+        f = z[:, 1:-1].permute(0, 2, 1).reshape(b, c, t, g, g)  # official scrambled map
+        hm = self.keypoint_head.hm(f)
+        return cls, temp_loc, hm
 
 
-def forward_macs():
-    rows_t, rows_s, L = N * (T + 1), T * (N + 1), 2 + N * T
-    block = rows_t * 5 * C * C + N * (T + 1) ** 2 * C * 2 + rows_s * 4 * C * C + T * (N + 1) ** 2 * C * 2 + L * 2 * C * HID
-    heads = T * N * 3 * C * C + T * N * 3 * C * (C // 4) + T * N * 3 * (C // 4) + T * C * 192 + C * 4 + C
-    return DEPTH * block + T * N * 3 * P * P * C + heads
+def loss_fn(cls, temp_loc, hm, labels, tl_t, hm_t, mask):
+    l_hm = 50.0 * F.mse_loss(hm * mask, hm_t * mask)
+    l_cls = 0.8 * F.binary_cross_entropy_with_logits(cls / 2, labels)
+    l_s = 0.2 * F.binary_cross_entropy_with_logits(temp_loc, tl_t)
+    return l_hm + l_cls + l_s
 
 
-def peak(name, math_):
-    pcie = "PCIe" in name
-    if "H100" in name or "H200" in name:
-        table = {"f32": 51.2e12 if pcie else 66.9e12, "tf32": 378e12 if pcie else 494.7e12, "bf16": 756e12 if pcie else 989.4e12}
-        return table[math_]
-    return None
+def check(fixtures):
+    m = FakeSTormer(PRESETS["tiny"])
+    sd = torch.load(os.path.join(fixtures, "tiny_checkpoint.pth"), map_location="cpu", weights_only=True)["state_dict"]
+    m.load_state_dict(sd)
+    m.eval()
+    import struct
 
+    raw = open(os.path.join(fixtures, "tiny_io.safetensors"), "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    hdr = json.loads(raw[8 : 8 + n])
 
-def sam_step(model, opt, img, targets, autocast, rho=0.05):
-    cls_t, tl_t, hm_t = targets
+    def get(k):
+        a, b = hdr[k]["data_offsets"]
+        return torch.frombuffer(bytearray(raw[8 + n + a : 8 + n + b]), dtype=torch.float32).reshape(hdr[k]["shape"])
 
-    def loss_fn():
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            cls, tl, hm = model(img)
-        return (F.binary_cross_entropy_with_logits(cls.float(), cls_t) + F.mse_loss(hm.float(), hm_t)
-                + F.binary_cross_entropy_with_logits(tl.float(), tl_t))
-
-    loss_fn().backward()
-    params = [p for p in model.parameters() if p.grad is not None]
     with torch.no_grad():
-        norm = torch.norm(torch.stack([p.grad.norm(2) for p in params]), 2)
-        scale = rho / (norm + 1e-12)
-        eps = [p.grad * scale for p in params]
-        for p, e in zip(params, eps):
-            p.add_(e)
-    opt.zero_grad(set_to_none=True)
-    loss_fn().backward()
-    with torch.no_grad():
-        for p, e in zip(params, eps):
-            p.sub_(e)
-    opt.step()
-    opt.zero_grad(set_to_none=True)
+        cls, tl, hm = m(get("x_b2"))
+    err = max((cls - get("b2.cls")).abs().max(), (tl - get("b2.temp_loc")).abs().max(), (hm - get("b2.hm")).abs().max())
+    print(json.dumps({"check": "tiny_io b2", "max_abs_err": float(err)}))
+    assert err < 1e-4, err
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--batches", default="8,32")
-    ap.add_argument("--maths", default="f32,tf32,bf16")
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--warmup", type=int, default=1)
-    args = ap.parse_args()
-    dev = torch.device("cuda")
-    name = torch.cuda.get_device_name(0)
-    step_flops = 6 * 2 * forward_macs()
-    print(f"torch {torch.__version__} on {name}; forward {forward_macs() / 1e9:.1f} GMACs/clip; "
-          f"SAM step {step_flops / 1e12:.2f} TFLOP/clip")
-    print(f"{'math':<6} {'B':>4} {'step ms':>10} {'clips/s':>10} {'MFU':>8} {'mem GiB':>12}")
-    torch.manual_seed(0)
-    for math_ in args.maths.split(","):
-        torch.backends.cuda.matmul.allow_tf32 = math_ == "tf32"
-        torch.backends.cudnn.allow_tf32 = math_ == "tf32"
-        for b in [int(v) for v in args.batches.split(",")]:
-            model = FakeSTormer().to(dev).train()
-            opt = torch.optim.Adam(model.parameters(), lr=5e-5, betas=(0.9, 0.995), weight_decay=1e-4)
-            img = torch.randn(b, 3, T, IMG, IMG, device=dev)
-            targets = (torch.rand(b, device=dev).round(), torch.rand(b, T, device=dev), torch.rand(b, 1, T, 14, 14, device=dev))
-            try:
-                for _ in range(args.warmup):
-                    sam_step(model, opt, img, targets, math_ == "bf16")
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-                times = []
-                for _ in range(args.steps):
-                    t0 = time.perf_counter()
-                    sam_step(model, opt, img, targets, math_ == "bf16")
-                    torch.cuda.synchronize()
-                    times.append((time.perf_counter() - t0) * 1e3)
-                ms = statistics.median(times)
-                clips = b / (ms / 1e3)
-                pk = peak(name, math_)
-                mfu = f"{100 * clips * step_flops / pk:.1f}%" if pk else "n/a"
-                mem = torch.cuda.max_memory_allocated() / 2 ** 30
-                print(f"{math_:<6} {b:>4} {ms:>10.1f} {clips:>10.2f} {mfu:>8} {mem:>12.1f}", flush=True)
-            except torch.cuda.OutOfMemoryError:
-                print(f"{math_:<6} {b:>4}  out of memory", flush=True)
-            del model, opt, img, targets
-            torch.cuda.empty_cache()
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--check")
+    ap.add_argument("presets", nargs="*", default=["tiny", "small", "base"])
+    a = ap.parse_args()
+    if a.check:
+        check(a.check)
+    torch.manual_seed(1)
+    for name in a.presets:
+        cfg = PRESETS[name]
+        m = FakeSTormer(cfg).train()
+        b, t, s, g = a.batch, cfg["frames"], cfg["img"], cfg["img"] // cfg["patch"]
+        x = torch.rand(b, 3, t, s, s) * 4 - 2
+        labels = (torch.arange(b) % 2).float().reshape(b, 1)
+        tl_t = labels.expand(b, t).contiguous()
+        hm_t = torch.rand(b, 1, t, g, g) * 2 - 1
+        mask = torch.ones_like(hm_t)
+
+        def step():
+            m.zero_grad(set_to_none=True)
+            loss = loss_fn(*m(x), labels, tl_t, hm_t, mask)
+            loss.backward()
+            return loss.item()
+
+        step()
+        times = []
+        for _ in range(a.iters):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        times.sort()
+        med = times[len(times) // 2]
+        print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "preset": name, "batch": b, "iters": a.iters,
+                          "threads": torch.get_num_threads(), "fwd_bwd_s_per_iter": round(med, 4),
+                          "ms_per_clip": round(1e3 * med / b, 2)}))
 
 
 if __name__ == "__main__":

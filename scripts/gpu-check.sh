@@ -5,9 +5,9 @@
 #                                  strips it and copies it with CUDA headers to .cache/gpu-bin/.
 #   scripts/gpu-check.sh           (on the lent GPU machine: driver, NVRTC 13, PyTorch; no Rust,
 #                                  no network) runs .cache/gpu-bin/gpu_check and the PyTorch eager
-#                                  reference bench/torch_ref.py, printing one report. < 6 minutes.
+#                                  reference bench/torch_train_step.py, printing one report. < 6 minutes.
 #
-# Carry `.cache/gpu-bin` to the GPU machine (tracked files such as bench/torch_ref.py travel with
+# Carry `.cache/gpu-bin` to the GPU machine (tracked files such as bench/torch_train_step.py travel with
 # the working tree). Options for the run: GPU_CHECK_ARGS="--skip-base" etc. are passed to the
 # binary; TORCH_REF_ARGS to the PyTorch reference; SKIP_TORCH=1 skips it.
 set -uo pipefail
@@ -91,13 +91,13 @@ rc=$?
 [ $rc -eq 124 ] && echo "gpu-check: gpu_check exceeded 230 s and was stopped" >&2
 
 if [ "${SKIP_TORCH:-0}" != "1" ]; then
-  if [ -n "$PY" ] && [ -f "$ROOT/bench/torch_ref.py" ]; then
+  if [ -n "$PY" ] && [ -f "$ROOT/bench/torch_train_step.py" ]; then
     echo
-    echo "## PyTorch eager reference (bench/torch_ref.py), same architecture and SAM step"
+    echo "## PyTorch eager reference (bench/torch_train_step.py), same architecture and SAM step"
     # shellcheck disable=SC2086
-    timeout 120 "$PY" "$ROOT/bench/torch_ref.py" ${TORCH_REF_ARGS:-} || echo "gpu-check: torch reference failed or timed out (rc $?)" >&2
+    timeout 120 "$PY" "$ROOT/bench/torch_train_step.py" ${TORCH_REF_ARGS:-} || echo "gpu-check: torch reference failed or timed out (rc $?)" >&2
   else
-    echo "gpu-check: python3 or bench/torch_ref.py missing; PyTorch comparison skipped" >&2
+    echo "gpu-check: python3 or bench/torch_train_step.py missing; PyTorch comparison skipped" >&2
   fi
 fi
 echo
