@@ -3,8 +3,8 @@
 Adam), used by scripts/gpu-check.sh to put the Rust CUDA backend's numbers next to PyTorch's on
 the same GPU. Same architecture and step structure as kernels/benches/gpu_check/model_check.rs
 (bench/torch_ref.py is the CPU reference of the architecture checked against the fixtures; this
-file times the full CUDA training step): two forward/backward passes per step (SAM), drop-path 0.3, head dropout 0.2, BatchNorm3d in
-training mode, losses BCE (cls, temp_loc) + MSE (hm). Random weights and inputs: throughput only.
+file times the full CUDA training step): two forward/backward passes per step (SAM), drop-path
+0.3, head dropout 0.2, BatchNorm3d in training mode, losses BCE (cls, temp_loc) + MSE (hm). Random weights and inputs: throughput only.
 The unused `temp_token` and `norm_t_cls` (no gradient in compat mode) are left out: 123,624,774
 parameters vs the spec's 123,627,078; forward 106.6 GMACs/clip as spec §2.5.
 
