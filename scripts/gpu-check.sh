@@ -33,6 +33,12 @@ if [ "${1:-}" = "--build" ]; then
 fi
 
 start=$(date +%s)
+# On the lent machine $OUT comes back to the caller: keep the full log there (the reply itself
+# only holds the last 12,000 characters of output).
+if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then
+  exec > >(tee "$OUT/gpu-check.log") 2>&1
+fi
+export PYTHONUNBUFFERED=1
 if [ ! -x "$BIN_DIR/gpu_check" ]; then
   echo "gpu-check: $BIN_DIR/gpu_check missing: run scripts/gpu-check.sh --build on the build machine and carry .cache/gpu-bin" >&2
   exit 2
