@@ -48,6 +48,8 @@ fi
 # PyTorch installs (site-packages/nvidia/**/lib and include).
 PY="$(command -v python3 || command -v python || true)"
 lib_dirs=()
+# The driver's own folder on the lent machines (libcuda.so.1), in case it is not on the loader path.
+for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do [ -d "$d" ] && lib_dirs+=("$d"); done
 inc_dir="${FAKESTORMER_CUDA_INCLUDE:-}"
 for d in ${CUDA_HOME:+$CUDA_HOME} ${CUDA_PATH:+$CUDA_PATH} /usr/local/cuda /usr/local/cuda-13* /usr/local/cuda-12*; do
   [ -d "$d" ] || continue
