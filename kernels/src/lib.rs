@@ -1,7 +1,7 @@
 //! Tensor ops of the FakeSTormer network with explicit forward and backward functions.
 //!
 //! [`backend::Backend`] is the boundary the model is written against; [`cpu::CpuBackend`] is the
-//! reference implementation. The generic functions in [`cpu`] also run in f64, which the
+//! reference implementation; [`cuda::CudaBackend`] runs the same ops on an NVIDIA GPU. The generic functions in [`cpu`] also run in f64, which the
 //! finite-difference gradient checks use. Host-side pieces that act on tiny tensors (losses,
 //! learning-rate schedule, SAM scaling) live in [`loss`], [`schedule`] and [`sam`].
 
@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod conformance;
 pub mod cpu;
+pub mod cuda;
 pub mod loss;
 pub mod real;
 pub mod sam;

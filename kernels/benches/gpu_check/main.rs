@@ -1,0 +1,81 @@
+//! Device check for a lent GPU machine (run by scripts/gpu-check.sh): every CUDA op against the
+//! CPU reference on fresh random inputs (outputs poisoned with NaN first, so an element a kernel
+//! forgets to write shows up as an infinite error), then kernel timings with device events, the
+//! `tiny` model forward/backward CUDA vs CPU, and the `base` training step throughput.
+//!
+//! Usage: gpu_check [--skip-ops] [--skip-timing] [--skip-model] [--skip-base]
+//! Exit status: 0 all checks within tolerance, 1 a check failed, 2 no usable GPU.
+
+// Check helpers mirror the op signatures they exercise.
+#![allow(clippy::too_many_arguments)]
+
+mod model_check;
+mod native_ops;
+mod report;
+mod timing;
+mod trait_ops;
+
+use kernels::cuda::CudaBackend;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    let be = match CudaBackend::new(0) {
+        Ok(be) => be,
+        Err(e) => {
+            eprintln!("gpu_check: no usable GPU: {e}");
+            std::process::exit(2);
+        }
+    };
+    let name = be
+        .device_name()
+        .unwrap_or_else(|e| format!("unknown ({e})"));
+    println!("# gpu_check on {name} (NVRTC arch {})", be.arch());
+    let mut rep = report::Report::default();
+    let t0 = std::time::Instant::now();
+    if !has("--skip-ops") {
+        println!("\n## Op parity: CUDA vs CPU reference (rel = ||cuda - ref|| / ||ref||)");
+        report::Report::header();
+        trait_ops::run(&be, &mut rep);
+        // The model crate's own conformance harness (odd shapes, max-magnitude-relative 1e-5).
+        rep.checks += 1;
+        match kernels::conformance::check_against_cpu(&be, 1e-5) {
+            Ok(()) => println!(
+                "{:<44} {:>5} {:>11} {:>8}  ok",
+                "kernels::conformance (all Backend ops)", "f32", "-", "1e-5"
+            ),
+            Err(e) => rep.fail(&format!("kernels::conformance: {e}")),
+        }
+        if let Some(e) = be.take_error() {
+            rep.fail(&format!("CUDA error during Backend op checks: {e}"));
+        }
+        native_ops::run(&be, &mut rep);
+        println!("(ops done in {:.1} s)", t0.elapsed().as_secs_f64());
+    }
+    if !has("--skip-timing") {
+        println!("\n## Kernel timings (CUDA events, 3 warm-up + 20 runs, median)");
+        timing::run(&be, &mut rep);
+    }
+    if !has("--skip-model") {
+        println!("\n## Model `tiny`: CUDA vs CPU (f32)");
+        report::Report::header();
+        model_check::tiny_parity(&be, &mut rep);
+    }
+    if !has("--skip-base") {
+        println!("\n## Model `base` training step on CUDA (f32 Backend path)");
+        model_check::base_step(&be, &name, &mut rep);
+    }
+    if let Some(e) = be.take_error() {
+        rep.fail(&format!("sticky CUDA error: {e}"));
+    }
+    println!(
+        "\ntotal {:.1} s; {} checks, {} failed",
+        t0.elapsed().as_secs_f64(),
+        rep.checks,
+        rep.failures.len()
+    );
+    for f in &rep.failures {
+        println!("FAILED: {f}");
+    }
+    std::process::exit(if rep.failures.is_empty() { 0 } else { 1 });
+}

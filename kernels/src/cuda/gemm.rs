@@ -1,0 +1,130 @@
+//! Row-major GEMM through cuBLAS: C[m×n] = α·op(A)·op(B) + β·C with f32 accumulation.
+//! bf16 inputs run on tensor cores (output bf16, or f32 for weight gradients accumulated into f32
+//! masters); f32 inputs run either in full f32 or with TF32 tensor cores.
+
+use std::ffi::c_void;
+
+use cudarc::cublas::sys::{
+    cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType_t,
+};
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
+
+use super::device::CudaBackend;
+use super::dtype::Float;
+use super::error::CudaError;
+
+/// Arithmetic used for f32 GEMMs (ignored for bf16 inputs, which always use tensor cores).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GemmMath {
+    /// IEEE f32 multiply-add.
+    F32,
+    /// TF32 tensor cores (10-bit mantissa products, f32 accumulation).
+    Tf32,
+}
+
+/// Shape and transposition of one row-major GEMM. op(A) is m×k (A stored k×m when `trans_a`),
+/// op(B) is k×n (B stored n×k when `trans_b`), C is m×n.
+#[derive(Debug, Clone, Copy)]
+pub struct GemmShape {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+}
+
+fn dim(op: &'static str, name: &str, v: usize) -> Result<i32, CudaError> {
+    i32::try_from(v).map_err(|_| CudaError::shape(op, format!("{name} = {v} exceeds i32")))
+}
+
+impl CudaBackend {
+    /// C = α·op(A)·op(B) + β·C. Supported (input, output) types: (f32, f32), (bf16, bf16),
+    /// (bf16, f32).
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm<T: Float, O: Float>(
+        &self,
+        shape: GemmShape,
+        a: &CudaSlice<T>,
+        b: &CudaSlice<T>,
+        c: &mut CudaSlice<O>,
+        alpha: f32,
+        beta: f32,
+        math: GemmMath,
+    ) -> Result<(), CudaError> {
+        const OP: &str = "gemm";
+        let GemmShape {
+            m,
+            n,
+            k,
+            trans_a,
+            trans_b,
+        } = shape;
+        if T::DATA_TYPE == cudaDataType_t::CUDA_R_32F && O::DATA_TYPE != cudaDataType_t::CUDA_R_32F
+        {
+            return Err(CudaError::shape(OP, "f32 inputs need an f32 output"));
+        }
+        for (name, have, need) in [
+            ("A", a.len(), m * k),
+            ("B", b.len(), k * n),
+            ("C", c.len(), m * n),
+        ] {
+            if have < need {
+                return Err(CudaError::shape(
+                    OP,
+                    format!("{name} has {have} elements, needs {need} for m={m} n={n} k={k}"),
+                ));
+            }
+        }
+        if m == 0 || n == 0 || k == 0 {
+            return Err(CudaError::shape(
+                OP,
+                format!("empty GEMM m={m} n={n} k={k}"),
+            ));
+        }
+        let (mi, ni, ki) = (dim(OP, "m", m)?, dim(OP, "n", n)?, dim(OP, "k", k)?);
+        let op = |t: bool| {
+            if t {
+                cublasOperation_t::CUBLAS_OP_T
+            } else {
+                cublasOperation_t::CUBLAS_OP_N
+            }
+        };
+        let lda = if trans_b { ki } else { ni };
+        let ldb = if trans_a { mi } else { ki };
+        let compute = match (T::DATA_TYPE, math) {
+            (cudaDataType_t::CUDA_R_32F, GemmMath::Tf32) => {
+                cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32
+            }
+            _ => cublasComputeType_t::CUBLAS_COMPUTE_32F,
+        };
+        let (pa, _ga) = a.device_ptr(&self.stream);
+        let (pb, _gb) = b.device_ptr(&self.stream);
+        let (pc, _gc) = c.device_ptr_mut(&self.stream);
+        // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands.
+        // SAFETY: buffer sizes were checked above against m, n, k; pointers live for the call.
+        unsafe {
+            cudarc::cublas::result::gemm_ex(
+                *self.blas.handle(),
+                op(trans_b),
+                op(trans_a),
+                ni,
+                mi,
+                ki,
+                (&alpha) as *const f32 as *const c_void,
+                pb as *const c_void,
+                T::DATA_TYPE,
+                lda,
+                pa as *const c_void,
+                T::DATA_TYPE,
+                ldb,
+                (&beta) as *const f32 as *const c_void,
+                pc as *mut c_void,
+                O::DATA_TYPE,
+                ni,
+                compute,
+                cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        }
+        .map_err(CudaError::cublas(format!("gemm m={m} n={n} k={k}")))
+    }
+}

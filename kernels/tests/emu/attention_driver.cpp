@@ -1,0 +1,90 @@
+// Driver for attention.cu under cuda_emu.h: fused forward/backward vs a double-precision naive
+// reference, launched with the same configuration as kernels/src/cuda/ops/attention.rs.
+#include <cstdio>
+#include <random>
+
+static double rel(const std::vector<double>& want, const std::vector<float>& got) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    num += (got[i] - want[i]) * (got[i] - want[i]);
+    den += want[i] * want[i];
+  }
+  return std::sqrt(num / den);
+}
+
+template <typename T>
+static void run_case(const char* name, int S, int L, int H, int D) {
+  const int C = H * D;
+  std::mt19937 rng(S * 1000 + L * 10 + D);
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  std::vector<float> qkv(3L * S * L * C), dout((size_t)S * L * C);
+  for (auto& v : qkv) v = __bfloat162float(__float2bfloat16(u(rng)));  // exactly representable in bf16
+  for (auto& v : dout) v = __bfloat162float(__float2bfloat16(u(rng) * 0.5f));
+  const double scale = 1.0 / std::sqrt((double)D);
+  std::vector<double> out((size_t)S * L * C, 0), dq(qkv.size(), 0);
+  for (int s = 0; s < S; ++s)
+    for (int h = 0; h < H; ++h) {
+      auto at = [&](int tok, int part, int d) { return (double)qkv[((size_t)(s * L + tok) * 3 + part) * C + h * D + d]; };
+      std::vector<double> p((size_t)L * L);
+      for (int i = 0; i < L; ++i) {
+        double mx = -INFINITY;
+        for (int j = 0; j < L; ++j) {
+          double sc = 0;
+          for (int d = 0; d < D; ++d) sc += at(i, 0, d) * scale * at(j, 1, d);
+          p[i * L + j] = sc;
+          mx = std::max(mx, sc);
+        }
+        double z = 0;
+        for (int j = 0; j < L; ++j) z += (p[i * L + j] = std::exp(p[i * L + j] - mx));
+        for (int j = 0; j < L; ++j) p[i * L + j] /= z;
+        for (int d = 0; d < D; ++d) {
+          double o = 0;
+          for (int j = 0; j < L; ++j) o += p[i * L + j] * at(j, 2, d);
+          out[(size_t)(s * L + i) * C + h * D + d] = o;
+        }
+      }
+      auto go = [&](int tok, int d) { return (double)dout[(size_t)(s * L + tok) * C + h * D + d]; };
+      for (int i = 0; i < L; ++i) {
+        std::vector<double> dp(L);
+        double dot = 0;
+        for (int j = 0; j < L; ++j) {
+          dp[j] = 0;
+          for (int d = 0; d < D; ++d) dp[j] += go(i, d) * at(j, 2, d);
+          dot += p[i * L + j] * dp[j];
+        }
+        for (int j = 0; j < L; ++j) {
+          const double ds = p[i * L + j] * (dp[j] - dot);
+          for (int d = 0; d < D; ++d) {
+            dq[((size_t)(s * L + i) * 3 + 0) * C + h * D + d] += scale * ds * at(j, 1, d);
+            dq[((size_t)(s * L + j) * 3 + 1) * C + h * D + d] += scale * ds * at(i, 0, d);
+            dq[((size_t)(s * L + j) * 3 + 2) * C + h * D + d] += p[i * L + j] * go(i, d);
+          }
+        }
+      }
+    }
+  std::vector<T> qkv_t(qkv.size()), dout_t(dout.size()), out_t(out.size(), from_f32<T>(NAN)), dq_t(dq.size(), from_f32<T>(NAN));
+  for (size_t i = 0; i < qkv.size(); ++i) qkv_t[i] = from_f32<T>(qkv[i]);
+  for (size_t i = 0; i < dout.size(); ++i) dout_t[i] = from_f32<T>(dout[i]);
+  std::vector<float> lse((size_t)S * H * L, NAN), delta((size_t)S * H * L, NAN);
+  const int rows = std::min(L, 8);
+  const dim3 grid{(unsigned)S, (unsigned)H, (unsigned)((L + rows - 1) / rows)}, block{(unsigned)(32 * rows), 1, 1};
+  const float sc = (float)scale;
+  emu_launch(grid, block, [&] { attn_fwd_impl<T>(qkv_t.data(), out_t.data(), lse.data(), L, H, D, sc); });
+  emu_launch(grid, block, [&] { attn_bwd_q_impl<T>(qkv_t.data(), out_t.data(), dout_t.data(), lse.data(), delta.data(), dq_t.data(), L, H, D, sc); });
+  emu_launch(grid, block, [&] { attn_bwd_kv_impl<T>(qkv_t.data(), dout_t.data(), lse.data(), delta.data(), dq_t.data(), L, H, D, sc); });
+  std::vector<float> og(out.size()), dg(dq.size());
+  for (size_t i = 0; i < og.size(); ++i) og[i] = to_f32(out_t[i]);
+  for (size_t i = 0; i < dg.size(); ++i) dg[i] = to_f32(dq_t[i]);
+  std::printf("%s_out %.3e\n", name, rel(out, og));
+  std::printf("%s_dqkv %.3e\n", name, rel(dq, dg));
+}
+
+int main() {
+  run_case<float>("f32_temporal_L5_D64", 3, 5, 2, 64);
+  run_case<float>("f32_spatial_L197_D64", 2, 197, 2, 64);
+  run_case<float>("f32_L17_D16", 2, 17, 3, 16);
+  run_case<float>("f32_L40_D96", 1, 40, 1, 96);
+  run_case<bf16>("bf16_L37_D64", 2, 37, 2, 64);
+  return 0;
+}
