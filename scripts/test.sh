@@ -4,8 +4,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
-# libnvrtc from PyPI (no GPU needed) for the CUDA compile test, if its setup provided one.
-if [ -f .cache/nvrtc/env.sh ]; then . .cache/nvrtc/env.sh; fi
+# libnvrtc and the CUDA headers from PyPI (no GPU needed) for the CUDA compile test.
+eval "$(bash scripts/setup-nvrtc.sh)"
 cargo test --workspace --no-fail-fast
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
