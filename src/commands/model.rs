@@ -61,17 +61,24 @@ pub enum ModelCommand {
     },
 }
 
-fn config(path: Option<&Path>, preset: Option<&str>, weights: Option<&Path>) -> anyhow::Result<ModelConfig> {
+fn config(
+    path: Option<&Path>,
+    preset: Option<&str>,
+    weights: Option<&Path>,
+) -> anyhow::Result<ModelConfig> {
     if let Some(p) = path {
-        let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-        return ModelConfig::from_toml(&text).with_context(|| format!("model config {}", p.display()));
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        return ModelConfig::from_toml(&text)
+            .with_context(|| format!("model config {}", p.display()));
     }
     if let Some(name) = preset {
         return Ok(ModelConfig::preset(name)?);
     }
     if let Some(w) = weights {
         let sd = model::api::read_weights(w)?;
-        return model::api::config_from_state_dict(&sd).context("inferring the model config from the weights");
+        return model::api::config_from_state_dict(&sd)
+            .context("inferring the model config from the weights");
     }
     Ok(ModelConfig::base())
 }
@@ -88,10 +95,26 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<i32> {
             dump_intermediates,
         } => {
             let cfg = config(model_config.as_deref(), None, Some(&weights))?;
-            let s = model::api::forward(&cfg, &weights, &input, &out, mode.into(), train, dump_intermediates)?;
-            println!("{}: batch {}, wrote {}", out.display(), s.batch, s.written.join(", "));
+            let s = model::api::forward(
+                &cfg,
+                &weights,
+                &input,
+                &out,
+                mode.into(),
+                train,
+                dump_intermediates,
+            )?;
+            println!(
+                "{}: batch {}, wrote {}",
+                out.display(),
+                s.batch,
+                s.written.join(", ")
+            );
             for (i, c) in s.cls.iter().enumerate() {
-                println!("clip {i}: cls logit {c:.6}, fake probability {:.4}", 1.0 / (1.0 + (-c).exp()));
+                println!(
+                    "clip {i}: cls logit {c:.6}, fake probability {:.4}",
+                    1.0 / (1.0 + (-c).exp())
+                );
             }
             Ok(0)
         }
@@ -105,7 +128,11 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<i32> {
             model_config,
             preset,
         } => {
-            let cfg = config(model_config.as_deref(), preset.as_deref(), weights.as_deref())?;
+            let cfg = config(
+                model_config.as_deref(),
+                preset.as_deref(),
+                weights.as_deref(),
+            )?;
             let info = model::api::info(&cfg, weights.as_deref())?;
             println!("{info}");
             Ok(0)
