@@ -36,7 +36,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (t, s, g) = (cfg.num_frames, cfg.img_size, cfg.grid());
         let hm_n = batch * t * g * g;
         let tb = TrainBatch {
-            x: (0..batch * 3 * t * s * s).map(|_| rng.gen_range(-2.0..2.0)).collect(),
+            x: (0..batch * 3 * t * s * s)
+                .map(|_| rng.gen_range(-2.0..2.0))
+                .collect(),
             batch,
             labels: (0..batch).map(|i| (i % 2) as f32).collect(),
             hm_target: (0..hm_n).map(|_| rng.gen_range(-1.0..1.0)).collect(),
