@@ -207,7 +207,7 @@ def main():
     if a.check:
         check(a.check)
     torch.manual_seed(1)
-    for name in a.presets:
+    for name in (a.presets if a.iters > 0 else []):
         cfg = PRESETS[name]
         m = FakeSTormer(cfg).train()
         b, t, s, g = a.batch, cfg["frames"], cfg["img"], cfg["img"] // cfg["patch"]

@@ -118,7 +118,7 @@ impl fmt::Display for ModelInfo {
         )?;
         write!(
             f,
-            "  compute per clip: {:.1} GMACs ({:.1} GFLOPs)",
+            "  compute per clip: {:.3} GMACs ({:.3} GFLOPs)",
             self.macs_per_clip as f64 / 1e9,
             2.0 * self.macs_per_clip as f64 / 1e9
         )

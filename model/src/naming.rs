@@ -19,3 +19,21 @@ pub const HEAD_NAMES: [(&str, &str); 3] = [
 pub fn paper_name(code: &str) -> Option<&'static str> {
     HEAD_NAMES.iter().find(|(c, _)| *c == code).map(|(_, p)| *p)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_names_map_to_paper_terms() {
+        assert_eq!(paper_name("hm"), Some("temporal branch"));
+        assert_eq!(paper_name("temp_loc"), Some("spatial branch"));
+        assert_eq!(paper_name("spatial"), None);
+        assert_eq!("clean".parse::<crate::Mode>().unwrap(), crate::Mode::Clean);
+        assert!("fixed"
+            .parse::<crate::Mode>()
+            .unwrap_err()
+            .to_string()
+            .contains("fixed"));
+    }
+}
