@@ -130,12 +130,16 @@ impl Batch {
             let p = &pairs[item];
             let clip = if is_fake { &p.fake } else { &p.real };
             for (t, img) in clip.iter().enumerate() {
-                for c in 0..3 {
-                    let base = ((slot * 3 + c) * frames + t) * hw;
-                    let dst = &mut images[base..base + hw];
-                    for (o, px) in dst.iter_mut().zip(img.data.chunks_exact(3)) {
-                        *o = lut[c][px[c] as usize];
-                    }
+                // One pass over the interleaved pixels, writing the three channel planes.
+                let plane = |c: usize| ((slot * 3 + c) * frames + t) * hw;
+                let (p0, p1, p2) = (plane(0), plane(1), plane(2));
+                let (head, rest) = images.split_at_mut(p1);
+                let (mid, tail) = rest.split_at_mut(p2 - p1);
+                let (r, g, b) = (&mut head[p0..p0 + hw], &mut mid[..hw], &mut tail[..hw]);
+                for (i, px) in img.data.chunks_exact(3).enumerate() {
+                    r[i] = lut[0][px[0] as usize];
+                    g[i] = lut[1][px[1] as usize];
+                    b[i] = lut[2][px[2] as usize];
                 }
             }
             let hm = if is_fake {
