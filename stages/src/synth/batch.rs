@@ -324,3 +324,14 @@ pub fn synthesize_batch(
     let batch = Batch::assemble(&ok, batch_key)?;
     Ok((batch, ok, failed))
 }
+
+/// Safetensors metadata describing the pairs of a dump: per item, the drawn clip parameters and
+/// the attempt that succeeded (keys `item.<i>.params`, `item.<i>.attempt`).
+pub fn describe_pairs(pairs: &[SynthesizedPair]) -> HashMap<String, String> {
+    let mut meta = HashMap::new();
+    for (i, p) in pairs.iter().enumerate() {
+        meta.insert(format!("item.{i}.params"), format!("{:?}", p.params));
+        meta.insert(format!("item.{i}.attempt"), p.attempt.to_string());
+    }
+    meta
+}
