@@ -88,6 +88,11 @@ impl Batch {
         let first = pairs
             .first()
             .ok_or_else(|| SynthError::BadInput("empty batch".into()))?;
+        if first.real.is_empty() || pairs.iter().any(|p| p.real.len() != p.fake.len()) {
+            return Err(SynthError::BadInput(
+                "pairs without frames or with unequal real/fake lengths".into(),
+            ));
+        }
         let frames = first.real.len();
         let size = first.real[0].height;
         let grid = (first.keep.len() as f64).sqrt() as usize;

@@ -347,6 +347,17 @@ fn scale_by_max(p: &mut PlaneF64) -> Result<(), SynthError> {
 /// fully-inside core), blur(k2, σ2), /max, resize back. Errors where the official code would
 /// divide by zero (spec §9 item 20).
 pub fn blend_mask(mask: &PlaneF64, p: &BlendParams) -> Result<PlaneF64, SynthError> {
+    if mask.height == 0 || mask.width == 0 || p.size_h == 0 || p.size_w == 0 {
+        return Err(SynthError::BadInput(
+            "blend mask: empty mask or resize target".into(),
+        ));
+    }
+    if p.kernel_1 & 1 == 0 || p.kernel_2 & 1 == 0 {
+        return Err(SynthError::BadInput(format!(
+            "blend mask: kernels must be odd, got {} and {}",
+            p.kernel_1, p.kernel_2
+        )));
+    }
     let resized = resize_linear_f64(mask, p.size_h, p.size_w);
     let mut b = gaussian_blur_f64(&resized, p.kernel_1, 0.0);
     scale_by_max(&mut b)?;

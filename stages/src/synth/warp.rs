@@ -103,6 +103,7 @@ pub struct Rect {
 /// [`warp_affine_linear_u8`] of `src` cropped to `view` (bit-identical to cropping first: pixels
 /// outside the view read as the constant 0 border), computing only destination pixels where
 /// `only` is non-zero (others stay 0) — the blend never reads the source where its mask is 0.
+/// A view reaching outside the image is clipped to it.
 pub fn warp_affine_linear_u8_view(
     src: &ImageU8,
     view: Rect,
@@ -111,10 +112,17 @@ pub fn warp_affine_linear_u8_view(
     out_w: usize,
     only: Option<&[f64]>,
 ) -> ImageU8 {
-    assert!(
-        view.y0 + view.height <= src.height && view.x0 + view.width <= src.width,
-        "warp view outside the image"
-    );
+    // Invalid arguments never panic: a view reaching outside the image is clipped to it, and an
+    // `only` mask of the wrong length is ignored (every pixel is computed).
+    let y0 = view.y0.min(src.height);
+    let x0 = view.x0.min(src.width);
+    let view = Rect {
+        y0,
+        x0,
+        height: view.height.min(src.height - y0),
+        width: view.width.min(src.width - x0),
+    };
+    let only = only.filter(|o| o.len() == out_h * out_w);
     match src.channels {
         1 => warp_linear::<1>(src, view, m, out_h, out_w, only),
         3 => warp_linear::<3>(src, view, m, out_h, out_w, only),
