@@ -49,6 +49,9 @@ fn main() {
     // `--default-malloc` measures without the glibc tuning the loader is meant to apply.
     let tuned = !args.iter().any(|a| a == "--default-malloc")
         && stages::synth::allocator::tune_for_synthesis();
+    if args.iter().any(|a| a == "--cv-single-thread") {
+        opencv::core::set_num_threads(1).unwrap();
+    }
     let f = Fixtures::load();
     let clip = fixture_clip(&f);
 

@@ -628,3 +628,43 @@ fn gaussian_kernels_match_opencv_bit_exact() {
         );
     }
 }
+
+/// The blur-free core shortcut gives exactly the official blurred-and-thresholded core on hull
+/// masks of every type under random resize sizes and kernels (and on the fixture hulls).
+#[test]
+fn all_ones_core_equals_blurred_threshold() {
+    use rand::{Rng, SeedableRng};
+    let f = fx();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut hulls = vec![
+        fixture_hull(&f, "hull_type0"),
+        fixture_hull(&f, "hull_type2"),
+    ];
+    for t in 0..4 {
+        let pts = landmarks::reorder(&f.points(&format!("lms81_raw_f{t}")));
+        for kind in [
+            HullType::DflFull,
+            HullType::Extended,
+            HullType::Components,
+            HullType::FaceHull,
+        ] {
+            hulls.push(hull::hull_mask(&pts, kind, 256, 256).unwrap());
+        }
+    }
+    let mut checked = 0;
+    for _ in 0..120 {
+        let m = &hulls[rng.gen_range(0..hulls.len())];
+        let (sh, sw) = (rng.gen_range(204..320), rng.gen_range(204..320));
+        let k = 5 + 2 * rng.gen_range(0..11);
+        let resized = blend::resize_linear_f64(m, sh, sw);
+        let want = blend::blurred_core(&resized, k).unwrap();
+        if let Some(core) = blend::all_ones_core(&resized, k) {
+            assert_eq!(core.data, want.data, "size {sh}x{sw} k {k}");
+            checked += 1;
+        }
+    }
+    assert!(
+        checked > 100,
+        "shortcut applied in only {checked} of 120 cases"
+    );
+}

@@ -88,6 +88,11 @@ impl Batch {
         let first = pairs
             .first()
             .ok_or_else(|| SynthError::BadInput("empty batch".into()))?;
+        if first.real.is_empty() || pairs.iter().any(|p| p.real.len() != p.fake.len()) {
+            return Err(SynthError::BadInput(
+                "pairs without frames or with unequal real/fake lengths".into(),
+            ));
+        }
         let frames = first.real.len();
         let size = first.real[0].height;
         let grid = (first.keep.len() as f64).sqrt() as usize;
@@ -130,12 +135,16 @@ impl Batch {
             let p = &pairs[item];
             let clip = if is_fake { &p.fake } else { &p.real };
             for (t, img) in clip.iter().enumerate() {
-                for c in 0..3 {
-                    let base = ((slot * 3 + c) * frames + t) * hw;
-                    let dst = &mut images[base..base + hw];
-                    for (o, px) in dst.iter_mut().zip(img.data.chunks_exact(3)) {
-                        *o = lut[c][px[c] as usize];
-                    }
+                // One pass over the interleaved pixels, writing the three channel planes.
+                let plane = |c: usize| ((slot * 3 + c) * frames + t) * hw;
+                let (p0, p1, p2) = (plane(0), plane(1), plane(2));
+                let (head, rest) = images.split_at_mut(p1);
+                let (mid, tail) = rest.split_at_mut(p2 - p1);
+                let (r, g, b) = (&mut head[p0..p0 + hw], &mut mid[..hw], &mut tail[..hw]);
+                for (i, px) in img.data.chunks_exact(3).enumerate() {
+                    r[i] = lut[0][px[0] as usize];
+                    g[i] = lut[1][px[1] as usize];
+                    b[i] = lut[2][px[2] as usize];
                 }
             }
             let hm = if is_fake {
@@ -319,4 +328,15 @@ pub fn synthesize_batch(
     }
     let batch = Batch::assemble(&ok, batch_key)?;
     Ok((batch, ok, failed))
+}
+
+/// Safetensors metadata describing the pairs of a dump: per item, the drawn clip parameters and
+/// the attempt that succeeded (keys `item.<i>.params`, `item.<i>.attempt`).
+pub fn describe_pairs(pairs: &[SynthesizedPair]) -> HashMap<String, String> {
+    let mut meta = HashMap::new();
+    for (i, p) in pairs.iter().enumerate() {
+        meta.insert(format!("item.{i}.params"), format!("{:?}", p.params));
+        meta.insert(format!("item.{i}.attempt"), p.attempt.to_string());
+    }
+    meta
 }

@@ -347,17 +347,95 @@ fn scale_by_max(p: &mut PlaneF64) -> Result<(), SynthError> {
 /// fully-inside core), blur(k2, σ2), /max, resize back. Errors where the official code would
 /// divide by zero (spec §9 item 20).
 pub fn blend_mask(mask: &PlaneF64, p: &BlendParams) -> Result<PlaneF64, SynthError> {
+    if mask.height == 0 || mask.width == 0 || p.size_h == 0 || p.size_w == 0 {
+        return Err(SynthError::BadInput(
+            "blend mask: empty mask or resize target".into(),
+        ));
+    }
+    if p.kernel_1 & 1 == 0 || p.kernel_2 & 1 == 0 {
+        return Err(SynthError::BadInput(format!(
+            "blend mask: kernels must be odd, got {} and {}",
+            p.kernel_1, p.kernel_2
+        )));
+    }
     let resized = resize_linear_f64(mask, p.size_h, p.size_w);
-    let mut b = gaussian_blur_f64(&resized, p.kernel_1, 0.0);
+    let b = match all_ones_core(&resized, p.kernel_1) {
+        Some(core) => core,
+        None => blurred_core(&resized, p.kernel_1)?,
+    };
+    let mut b = gaussian_blur_f64(&b, p.kernel_2, p.sigma_2);
+    scale_by_max(&mut b)?;
+    Ok(resize_linear_f64(&b, mask.height, mask.width))
+}
+
+/// The official core: blur(k1, σ=0), divide by the max, zero everything < 1.
+pub fn blurred_core(resized: &PlaneF64, kernel_1: usize) -> Result<PlaneF64, SynthError> {
+    let mut b = gaussian_blur_f64(resized, kernel_1, 0.0);
     scale_by_max(&mut b)?;
     for v in &mut b.data {
         if *v < 1.0 {
             *v = 0.0;
         }
     }
-    let mut b = gaussian_blur_f64(&b, p.kernel_2, p.sigma_2);
-    scale_by_max(&mut b)?;
-    Ok(resize_linear_f64(&b, mask.height, mask.width))
+    Ok(b)
+}
+
+/// The same core without the blur, when some pixel's whole k×k support (reflect-101) is exactly
+/// 1.0: those pixels all blur to the same sum S₁ (same terms, same order), which is then the
+/// maximum, and every other pixel blurs to less (positive weights, monotone rounding, and the
+/// resized hull's other values are ≤ 1 − 2⁻²⁴), so `blurred / max ≥ 1` holds exactly on them.
+/// `None` when no pixel qualifies (the official arg-max core is then computed by the caller).
+pub fn all_ones_core(resized: &PlaneF64, kernel_1: usize) -> Option<PlaneF64> {
+    let (h, w, r) = (resized.height, resized.width, kernel_1 / 2);
+    let idx_x: Vec<usize> = (0..w + 2 * r)
+        .map(|j| reflect101(j as isize - r as isize, w))
+        .collect();
+    let idx_y: Vec<usize> = (0..h + 2 * r)
+        .map(|j| reflect101(j as isize - r as isize, h))
+        .collect();
+    // Row pass: run lengths of ones inside each window, as counts.
+    let mut row_ok = vec![false; h * w];
+    let mut ones = vec![0u32; w + 2 * r];
+    for y in 0..h {
+        let row = &resized.data[y * w..(y + 1) * w];
+        for (o, &i) in ones.iter_mut().zip(&idx_x) {
+            *o = u32::from(row[i] == 1.0);
+        }
+        let mut count: u32 = ones[..kernel_1].iter().sum();
+        for x in 0..w {
+            row_ok[y * w + x] = count == kernel_1 as u32;
+            if x + 1 < w {
+                count = count + ones[x + kernel_1] - ones[x];
+            }
+        }
+    }
+    let mut core = PlaneF64::new(h, w);
+    let mut any = false;
+    let mut counts = vec![0u32; w];
+    for &iy in &idx_y[..kernel_1] {
+        for (c, &ok) in counts.iter_mut().zip(&row_ok[iy * w..(iy + 1) * w]) {
+            *c += u32::from(ok);
+        }
+    }
+    for y in 0..h {
+        for (o, &c) in core.data[y * w..(y + 1) * w].iter_mut().zip(&counts) {
+            if c == kernel_1 as u32 {
+                *o = 1.0;
+                any = true;
+            }
+        }
+        if y + 1 < h {
+            let (add, sub) = (idx_y[y + kernel_1], idx_y[y]);
+            let (plus, minus) = (
+                &row_ok[add * w..(add + 1) * w],
+                &row_ok[sub * w..(sub + 1) * w],
+            );
+            for ((c, &p), &m) in counts.iter_mut().zip(plus).zip(minus) {
+                *c = *c + u32::from(p) - u32::from(m);
+            }
+        }
+    }
+    any.then_some(core)
 }
 
 /// The blend itself: trunc(r·m·S + (1 − r·m)·T) per channel (float64, `.astype(uint8)`).

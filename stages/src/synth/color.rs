@@ -157,6 +157,9 @@ pub fn sharpen(img: &ImageU8, kernel: &[[f32; 3]; 3]) -> Result<ImageU8, SynthEr
 
 /// Official `RandomDownScale`: INTER_NEAREST down to (⌊W/r⌋, ⌊H/r⌋), INTER_LINEAR back up.
 pub fn downscale(img: &ImageU8, ratio: usize) -> Result<ImageU8, SynthError> {
+    if ratio == 0 {
+        return Err(SynthError::BadInput("downscale ratio must be >= 1".into()));
+    }
     let (h, w) = (img.height as i32, img.width as i32);
     let mut small = Mat::default();
     let r = ratio as f64;

@@ -103,12 +103,18 @@ pub const HFLIP_PERM81: [usize; 81] = {
 };
 
 /// Mirrors landmarks of an image of width `width`: permutation plus x ← width − x (no −1, as
-/// the official code).
+/// the official code). Counts other than 68/81 are mirrored with the identity permutation
+/// beyond the first 81 (the pipeline validates the count before).
 pub fn hflip(points: &[[f64; 2]], width: usize) -> Points {
     let n = points.len();
     (0..n)
         .map(|i| {
-            let src = points[HFLIP_PERM81[i]];
+            let j = if n == 68 || n == 81 {
+                HFLIP_PERM81[i]
+            } else {
+                i
+            };
+            let src = points[j];
             [width as f64 - src[0], src[1]]
         })
         .collect()

@@ -48,6 +48,9 @@ pub fn render(pairs: &[SynthesizedPair]) -> Result<ImageU8, SynthError> {
     let first = pairs
         .first()
         .ok_or_else(|| SynthError::BadInput("nothing to preview".into()))?;
+    if first.real.is_empty() {
+        return Err(SynthError::BadInput("pair without frames".into()));
+    }
     let (t, s) = (first.real.len(), first.real[0].height);
     let grid = (first.keep.len() as f64).sqrt() as usize;
     let rows = 5 * pairs.len();

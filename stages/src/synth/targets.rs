@@ -25,7 +25,8 @@ pub struct TemporalTarget {
 /// `maps[t]` is V_t (one value per cell); all maps must have the same length.
 pub fn temporal_target(maps: &[Vec<u8>], mode: TargetMode) -> TemporalTarget {
     let t = maps.len();
-    let n = maps.first().map_or(0, Vec::len);
+    // Maps of unequal length are truncated to the shortest (never an out-of-bounds panic).
+    let n = maps.iter().map(Vec::len).min().unwrap_or(0);
     let mut d = vec![0.0f64; t * n];
     for k in 1..t {
         for i in 0..n {

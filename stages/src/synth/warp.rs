@@ -103,6 +103,7 @@ pub struct Rect {
 /// [`warp_affine_linear_u8`] of `src` cropped to `view` (bit-identical to cropping first: pixels
 /// outside the view read as the constant 0 border), computing only destination pixels where
 /// `only` is non-zero (others stay 0) — the blend never reads the source where its mask is 0.
+/// A view reaching outside the image is clipped to it.
 pub fn warp_affine_linear_u8_view(
     src: &ImageU8,
     view: Rect,
@@ -111,10 +112,17 @@ pub fn warp_affine_linear_u8_view(
     out_w: usize,
     only: Option<&[f64]>,
 ) -> ImageU8 {
-    assert!(
-        view.y0 + view.height <= src.height && view.x0 + view.width <= src.width,
-        "warp view outside the image"
-    );
+    // Invalid arguments never panic: a view reaching outside the image is clipped to it, and an
+    // `only` mask of the wrong length is ignored (every pixel is computed).
+    let y0 = view.y0.min(src.height);
+    let x0 = view.x0.min(src.width);
+    let view = Rect {
+        y0,
+        x0,
+        height: view.height.min(src.height - y0),
+        width: view.width.min(src.width - x0),
+    };
+    let only = only.filter(|o| o.len() == out_h * out_w);
     match src.channels {
         1 => warp_linear::<1>(src, view, m, out_h, out_w, only),
         3 => warp_linear::<3>(src, view, m, out_h, out_w, only),
@@ -171,9 +179,36 @@ fn warp_linear<const C: usize>(
     let sd = &src.data[(view.y0 * src.width + view.x0) * C..];
     let mut out = ImageU8::new(out_h, out_w, C);
     let rows = FixedRows::new(m, out_w);
+    // Axis-aligned matrices (all our warps) keep the source row pair and fy fixed along an
+    // output row: rows fully inside take a branch-light loop; the rest the general one below.
+    let axis_aligned = only.is_none() && rows.bdelta.iter().all(|&b| b == 0);
     for y in 0..out_h {
         let (x0, y0) = rows.row(y, 16);
         let orow = &mut out.data[y * out_w * C..(y + 1) * out_w * C];
+        if axis_aligned {
+            let ys = y0 >> (AB_BITS - INTER_BITS);
+            let (yi, fy) = (ys >> INTER_BITS, (ys & 31) as i32);
+            let xs_all = |x: usize| (x0 + rows.adelta[x]) >> (AB_BITS - INTER_BITS);
+            let inside = |x: usize| {
+                let xi = xs_all(x) >> INTER_BITS;
+                xi >= 0 && xi + 1 < sw
+            };
+            if yi >= 0 && yi + 1 < sh && out_w > 0 && inside(0) && inside(out_w - 1) {
+                let top = &sd[yi as usize * stride..(yi as usize + 1) * stride];
+                let bot = &sd[(yi as usize + 1) * stride..(yi as usize + 2) * stride];
+                for (x, dst) in orow.chunks_exact_mut(C).enumerate() {
+                    let xs = xs_all(x);
+                    let (xi, fx) = ((xs >> INTER_BITS) as usize * C, (xs & 31) as i32);
+                    let (t, b) = (&top[xi..xi + 2 * C], &bot[xi..xi + 2 * C]);
+                    for ch in 0..C {
+                        let h0 = (32 - fx) * t[ch] as i32 + fx * t[C + ch] as i32;
+                        let h1 = (32 - fx) * b[ch] as i32 + fx * b[C + ch] as i32;
+                        dst[ch] = ((32 * ((32 - fy) * h0 + fy * h1) + (1 << 14)) >> 15) as u8;
+                    }
+                }
+                continue;
+            }
+        }
         for x in 0..out_w {
             if let Some(o) = only {
                 if o[y * out_w + x] == 0.0 {
