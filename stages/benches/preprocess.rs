@@ -127,8 +127,50 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Encode/decode time of one real 256×256 crop per codec (µs), to see what the chain pays.
+fn codec_micro(a: &Args) {
+    let (frames, _) = VideoDecoder::open(&a.videos[0])
+        .unwrap()
+        .decode_all(FrameSelection::FirstN(1))
+        .unwrap();
+    let f = &frames[0];
+    let r = stages::crop::CropRegion {
+        x0: 0,
+        y0: 0,
+        x1: f.width as i32,
+        y1: f.height as i32,
+    };
+    let img = stages::crop::crop_region(f.view(), r, &Default::default()).unwrap();
+    for codec in [
+        ImageCodec::Raw,
+        ImageCodec::Med { zstd_level: 1 },
+        ImageCodec::Png,
+    ] {
+        let n = 200;
+        let t = Instant::now();
+        let mut enc = None;
+        for _ in 0..n {
+            enc = Some(stages::lossless::encode(&img, codec).unwrap());
+        }
+        let te = t.elapsed().as_secs_f64() / n as f64 * 1e6;
+        let enc = enc.unwrap();
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(stages::lossless::decode(&enc).unwrap());
+        }
+        let td = t.elapsed().as_secs_f64() / n as f64 * 1e6;
+        println!(
+            "{{\"codec\":\"{codec:?}\",\"encode_us\":{te:.0},\"decode_us\":{td:.0},\"bytes\":{}}}",
+            enc.bytes.len()
+        );
+    }
+}
+
 fn main() {
     let a = parse();
+    if a.mode == "codec" {
+        return codec_micro(&a);
+    }
     set_opencv_threads(1);
     let model_dir = stages::detect::default_model_dir().join("mtcnn");
     let jobs: Vec<(usize, PathBuf)> = (0..a.repeat)
