@@ -8,9 +8,10 @@ cd "$ROOT"
 M="$ROOT/.cache/media"
 NB="${1:-64}"
 cargo bench -p stages --bench preprocess --no-run >/dev/null 2>&1
-BIN="$(ls -t target/release/deps/preprocess-* | grep -v '\.d$' | head -1)"
+BIN="$(ls -t "${CARGO_TARGET_DIR:-target}"/release/deps/preprocess-* | grep -v "\.d$" | head -1)"
 run() { "$BIN" "$@"; }
 CORES="$(nproc)"
+"$BIN" --mode codec
 for w in 1 "$CORES"; do
   run --mode decode --workers "$w"
   run --mode detect --workers "$w"
@@ -24,7 +25,7 @@ run --mode full --workers 1 --repeat 1
 run --mode full --workers 1 --repeat 10
 # Quality-first settings and codec alternatives, for reference.
 run --mode full --workers 1 --detect-every 1 --min-face-frac 0
-run --mode full --workers 1 --between refine --detect-every 8
+run --mode full --workers 1 --between refine
 run --mode full --workers 1 --codec png
 run --mode full --workers 1 --landmarks none
 # Peer recipe: Python, dlib HOG (upsample 1) + dlib 68-pt predictor + PNG writes, one core.
