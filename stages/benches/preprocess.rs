@@ -76,6 +76,9 @@ fn parse() -> Args {
             "--codec" => {
                 a.codec = match v.as_str() {
                     "med" => ImageCodec::Med { zstd_level: 1 },
+                    m if m.starts_with("med:") => ImageCodec::Med {
+                        zstd_level: m[4..].parse().expect("--codec med:LEVEL"),
+                    },
                     "png" => ImageCodec::Png,
                     "raw" => ImageCodec::Raw,
                     _ => panic!("--codec med|png|raw"),
@@ -174,6 +177,7 @@ fn codec_micro(a: &Args) {
     for codec in [
         ImageCodec::Raw,
         ImageCodec::Med { zstd_level: 1 },
+        ImageCodec::Med { zstd_level: -3 },
         ImageCodec::Png,
     ] {
         let n = 200;

@@ -45,16 +45,12 @@ pub enum CodecError {
     Encode(String),
 }
 
+/// LOCO-I median edge predictor: `median(a, b, a + b − c)`, written as a clamp of the
+/// gradient estimate to `[min(a, b), max(a, b)]` (identical, and branch-free so it vectorises).
 #[inline]
 fn med(a: u8, b: u8, c: u8) -> u8 {
-    let (mn, mx) = if a < b { (a, b) } else { (b, a) };
-    if c >= mx {
-        mn
-    } else if c <= mn {
-        mx
-    } else {
-        (a as i16 + b as i16 - c as i16) as u8
-    }
+    let (a, b, c) = (a as i16, b as i16, c as i16);
+    (a + b - c).clamp(a.min(b), a.max(b)) as u8
 }
 
 /// Prediction residuals, with R and B residuals minus the G residual. Rows are processed as
