@@ -3,7 +3,7 @@
 //! has the driver commands.
 //!
 //! cargo bench -p stages --bench preprocess -- --mode full --workers 1 --repeat 1 [--select first:256]
-//!   [--detect-every 8] [--between hold|refine] [--min-face-frac 0.2] [--codec med|png|raw]
+//!   [--detect-every 16] [--between hold|refine] [--min-face-frac 0.2] [--codec med|png|raw]
 //!
 //! Modes: `decode` (decode + RGB of the selected frames: the floor), `detect` (+ face
 //! detection/tracking), `full` (+ crop, 68-point landmarks with the Rust dlib predictor of the
@@ -46,7 +46,7 @@ fn parse() -> Args {
         workers: 1,
         repeat: 1,
         select: FrameSelection::FirstN(256),
-        detect_every: 8,
+        detect_every: 16,
         between: Between::Hold,
         min_face_frac: 0.2,
         codec: ImageCodec::Med { zstd_level: 1 },
@@ -76,6 +76,9 @@ fn parse() -> Args {
             "--codec" => {
                 a.codec = match v.as_str() {
                     "med" => ImageCodec::Med { zstd_level: 1 },
+                    m if m.starts_with("med:") => ImageCodec::Med {
+                        zstd_level: m[4..].parse().expect("--codec med:LEVEL"),
+                    },
                     "png" => ImageCodec::Png,
                     "raw" => ImageCodec::Raw,
                     _ => panic!("--codec med|png|raw"),
@@ -115,6 +118,20 @@ fn parse() -> Args {
     a
 }
 
+/// User + system CPU seconds of this process (all threads), from /proc/self/stat (clock ticks
+/// of 1/100 s): frames per CPU-second is steadier than wall time on a shared machine.
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+            Some(ticks / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -127,8 +144,67 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Encode/decode time of one real 256×256 crop per codec (µs), to see what the chain pays.
+fn codec_micro(a: &Args) {
+    let (frames, _) = VideoDecoder::open(&a.videos[0])
+        .unwrap()
+        .decode_all(FrameSelection::FirstN(1))
+        .unwrap();
+    let f = &frames[0];
+    let r = stages::crop::CropRegion {
+        x0: 0,
+        y0: 0,
+        x1: f.width as i32,
+        y1: f.height as i32,
+    };
+    let img = stages::crop::crop_region(f.view(), r, &Default::default()).unwrap();
+    let mut lm = DlibLandmarker::new(
+        ShapePredictor::load(PREDICTOR).expect("Debian libdlib-data"),
+        MTCNN_TO_DLIB,
+    );
+    let n = 200;
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(
+            lm.landmarks(img.view(), [60.0, 50.0, 200.0, 210.0])
+                .unwrap(),
+        );
+    }
+    println!(
+        "{{\"landmarks68_us\":{:.0}}}",
+        t.elapsed().as_secs_f64() / n as f64 * 1e6
+    );
+    for codec in [
+        ImageCodec::Raw,
+        ImageCodec::Med { zstd_level: 1 },
+        ImageCodec::Med { zstd_level: -3 },
+        ImageCodec::Png,
+    ] {
+        let n = 200;
+        let t = Instant::now();
+        let mut enc = None;
+        for _ in 0..n {
+            enc = Some(stages::lossless::encode(&img, codec).unwrap());
+        }
+        let te = t.elapsed().as_secs_f64() / n as f64 * 1e6;
+        let enc = enc.unwrap();
+        let t = Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(stages::lossless::decode(&enc).unwrap());
+        }
+        let td = t.elapsed().as_secs_f64() / n as f64 * 1e6;
+        println!(
+            "{{\"codec\":\"{codec:?}\",\"encode_us\":{te:.0},\"decode_us\":{td:.0},\"bytes\":{}}}",
+            enc.bytes.len()
+        );
+    }
+}
+
 fn main() {
     let a = parse();
+    if a.mode == "codec" {
+        return codec_micro(&a);
+    }
     set_opencv_threads(1);
     let model_dir = stages::detect::default_model_dir().join("mtcnn");
     let jobs: Vec<(usize, PathBuf)> = (0..a.repeat)
@@ -150,11 +226,14 @@ fn main() {
         min_face_fraction: a.min_face_frac,
         ..MtcnnParams::default()
     };
-    let t0 = Instant::now();
+    // Timing starts once every worker has loaded its models.
+    let ready = std::sync::Barrier::new(a.workers + 1);
+    let mut t0 = Instant::now();
+    let mut c0 = 0.0;
     std::thread::scope(|s| {
         for w in 0..a.workers {
-            let (jobs, next, frames, faces, errors, a, store, model_dir) = (
-                &jobs, &next, &frames, &faces, &errors, &a, &store, &model_dir,
+            let (jobs, next, frames, faces, errors, a, store, model_dir, ready) = (
+                &jobs, &next, &frames, &faces, &errors, &a, &store, &model_dir, &ready,
             );
             s.spawn(move || {
                 let mut det =
@@ -175,6 +254,7 @@ fn main() {
                     )
                     .unwrap()
                 });
+                ready.wait();
                 loop {
                     let j = next.fetch_add(1, Ordering::Relaxed);
                     let Some((id, path)) = jobs.get(j) else { break };
@@ -240,13 +320,17 @@ fn main() {
                 }
             });
         }
+        ready.wait();
+        t0 = Instant::now();
+        c0 = cpu_seconds();
     });
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - c0;
     let _ = std::fs::remove_dir_all(&store);
     let n = frames.load(Ordering::Relaxed);
     let f = faces.load(Ordering::Relaxed);
     println!(
-        "{{\"mode\":\"{}\",\"workers\":{},\"repeat\":{},\"videos\":{},\"select\":\"{:?}\",\"detect_every\":{},\"between\":\"{:?}\",\"min_face_frac\":{},\"codec\":\"{:?}\",\"landmarks\":{},\"frames\":{},\"faces\":{},\"seconds\":{:.3},\"fps\":{:.1},\"peak_rss_mib\":{:.1},\"errors\":{:?}}}",
+        "{{\"mode\":\"{}\",\"workers\":{},\"repeat\":{},\"videos\":{},\"select\":\"{:?}\",\"detect_every\":{},\"between\":\"{:?}\",\"min_face_frac\":{},\"codec\":\"{:?}\",\"landmarks\":{},\"frames\":{},\"faces\":{},\"seconds\":{:.3},\"fps\":{:.1},\"cpu_s\":{:.2},\"frames_per_cpu_s\":{:.1},\"peak_rss_mib\":{:.1},\"errors\":{:?}}}",
         a.mode,
         a.workers,
         a.repeat,
@@ -261,6 +345,8 @@ fn main() {
         f,
         secs,
         n as f64 / secs,
+        cpu,
+        n as f64 / cpu,
         peak_rss_mib(),
         errors.lock().unwrap()
     );

@@ -31,6 +31,7 @@ def main():
     out = tempfile.mkdtemp(prefix="fakestormer-baseline-")
     n = faces = 0
     t0 = time.perf_counter()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     for r in range(a.repeat):
         for vi, path in enumerate(a.videos):
             vdir = os.path.join(out, f"{r}_{vi}")
@@ -64,11 +65,14 @@ def main():
             with open(os.path.join(vdir, "landmarks.json"), "w") as f:
                 json.dump({"data": lms}, f)
     secs = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     shutil.rmtree(out)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print(json.dumps({"mode": "python-dlib-baseline", "upsample": a.upsample, "repeat": a.repeat,
                       "videos": len(a.videos) * a.repeat, "frames": n, "faces": faces,
                       "seconds": round(secs, 3), "fps": round(n / secs, 2),
+                      "cpu_s": round(cpu, 2), "frames_per_cpu_s": round(n / cpu, 2),
                       "peak_rss_mib": round(peak, 1)}))
 
 

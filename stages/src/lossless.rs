@@ -45,59 +45,75 @@ pub enum CodecError {
     Encode(String),
 }
 
+/// LOCO-I median edge predictor: `median(a, b, a + b − c)`, written as a clamp of the
+/// gradient estimate to `[min(a, b), max(a, b)]` (identical, and branch-free so it vectorises).
 #[inline]
 fn med(a: u8, b: u8, c: u8) -> u8 {
-    let (mn, mx) = if a < b { (a, b) } else { (b, a) };
-    if c >= mx {
-        mn
-    } else if c <= mn {
-        mx
-    } else {
-        (a as i16 + b as i16 - c as i16) as u8
-    }
+    let (a, b, c) = (a as i16, b as i16, c as i16);
+    (a + b - c).clamp(a.min(b), a.max(b)) as u8
 }
 
-/// Prediction residuals, in place of the pixels, with R and B residuals minus the G residual.
+/// Prediction residuals, with R and B residuals minus the G residual. Rows are processed as
+/// byte runs (the left neighbour of byte `i` is byte `i − 3`), which keeps the inner loop
+/// branch-light.
 fn med_forward(px: &[u8], w: usize, h: usize) -> Vec<u8> {
-    let mut out = vec![0u8; px.len()];
     let row = w * 3;
+    let mut out = vec![0u8; px.len()];
+    if row == 0 {
+        return out;
+    }
     for y in 0..h {
-        for x in 0..w {
-            let i = y * row + x * 3;
-            let mut r = [0u8; 3];
-            for c in 0..3 {
-                let p = match (x, y) {
-                    (0, 0) => 0,
-                    (_, 0) => px[i + c - 3],
-                    (0, _) => px[i + c - row],
-                    _ => med(px[i + c - 3], px[i + c - row], px[i + c - row - 3]),
-                };
-                r[c] = px[i + c].wrapping_sub(p);
+        let cur = &px[y * row..(y + 1) * row];
+        let o = &mut out[y * row..(y + 1) * row];
+        if y == 0 {
+            o[..3].copy_from_slice(&cur[..3]);
+            for i in 3..row {
+                o[i] = cur[i].wrapping_sub(cur[i - 3]);
             }
-            out[i] = r[0].wrapping_sub(r[1]);
-            out[i + 1] = r[1];
-            out[i + 2] = r[2].wrapping_sub(r[1]);
+        } else {
+            let up = &px[(y - 1) * row..y * row];
+            for i in 0..3 {
+                o[i] = cur[i].wrapping_sub(up[i]);
+            }
+            for i in 3..row {
+                o[i] = cur[i].wrapping_sub(med(cur[i - 3], up[i], up[i - 3]));
+            }
+        }
+        for p in o.chunks_exact_mut(3) {
+            p[0] = p[0].wrapping_sub(p[1]);
+            p[2] = p[2].wrapping_sub(p[1]);
         }
     }
     out
 }
 
 fn med_inverse(res: &[u8], w: usize, h: usize) -> Vec<u8> {
-    let mut px = vec![0u8; res.len()];
     let row = w * 3;
+    let mut px = vec![0u8; res.len()];
+    if row == 0 {
+        return px;
+    }
+    let mut r = vec![0u8; row];
     for y in 0..h {
-        for x in 0..w {
-            let i = y * row + x * 3;
-            let g = res[i + 1];
-            let r = [res[i].wrapping_add(g), g, res[i + 2].wrapping_add(g)];
-            for c in 0..3 {
-                let p = match (x, y) {
-                    (0, 0) => 0,
-                    (_, 0) => px[i + c - 3],
-                    (0, _) => px[i + c - row],
-                    _ => med(px[i + c - 3], px[i + c - row], px[i + c - row - 3]),
-                };
-                px[i + c] = r[c].wrapping_add(p);
+        r.copy_from_slice(&res[y * row..(y + 1) * row]);
+        for p in r.chunks_exact_mut(3) {
+            p[0] = p[0].wrapping_add(p[1]);
+            p[2] = p[2].wrapping_add(p[1]);
+        }
+        let (done, rest) = px.split_at_mut(y * row);
+        let cur = &mut rest[..row];
+        if y == 0 {
+            cur[..3].copy_from_slice(&r[..3]);
+            for i in 3..row {
+                cur[i] = r[i].wrapping_add(cur[i - 3]);
+            }
+        } else {
+            let up = &done[(y - 1) * row..];
+            for i in 0..3 {
+                cur[i] = r[i].wrapping_add(up[i]);
+            }
+            for i in 3..row {
+                cur[i] = r[i].wrapping_add(med(cur[i - 3], up[i], up[i - 3]));
             }
         }
     }
