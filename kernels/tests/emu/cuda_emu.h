@@ -64,6 +64,11 @@ inline void emu_wait(EmuBarrier& b) {
 }
 
 inline void __syncthreads() { emu_wait(g_block_bar); }
+inline void __syncwarp() { emu_wait(g_warp_bars[g_cur / 32]); }
+
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
 
 inline float __shfl_xor_sync(unsigned, float v, int o) {
   const unsigned t = g_cur;

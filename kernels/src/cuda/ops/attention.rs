@@ -51,15 +51,34 @@ impl AttentionShape {
     pub fn scale(&self) -> f32 {
         1.0 / (self.head_dim as f32).sqrt()
     }
-    /// (grid, block): one warp per row, up to 8 rows per block.
-    fn launch_dims(&self) -> Result<(Dim3, Dim3), CudaError> {
-        let rows = self.len.min(8);
+    /// (grid, block) for one kernel of attention.cu: 4 rows per warp, up to 8 warps per block, fewer
+    /// for head_dim > 64 so the tiles fit the kernels' 47 KiB static shared pool (the forward keeps
+    /// 4 warps there, the backward kernels, which stage two row sets, 2). Mirrors the launch rule
+    /// documented in attention.cu and used by tests/emu/attention_driver.cpp.
+    fn launch_dims(&self, kernel: AttnKernel) -> Result<(Dim3, Dim3), CudaError> {
+        let max_warps = match (self.head_dim <= 64, kernel) {
+            (true, _) => 8,
+            (false, AttnKernel::Forward) => 4,
+            (false, AttnKernel::Backward) => 2,
+        };
+        let warps = self.len.div_ceil(ROWS_PER_WARP).min(max_warps);
+        let rows = ROWS_PER_WARP * warps;
         let seqs = u32::try_from(self.seqs)
             .map_err(|_| CudaError::shape("attention", "too many sequences"))?;
         let tiles = u32::try_from(self.len.div_ceil(rows))
             .map_err(|_| CudaError::shape("attention", "sequence too long"))?;
-        Ok(((seqs, self.heads as u32, tiles), (32 * rows as u32, 1, 1)))
+        Ok(((seqs, self.heads as u32, tiles), (32 * warps as u32, 1, 1)))
     }
+}
+
+/// Rows (queries or keys) each warp owns in attention.cu (`RW`).
+const ROWS_PER_WARP: usize = 4;
+
+/// Which attention kernel a launch is for: they differ in shared-memory use per row.
+#[derive(Debug, Clone, Copy)]
+enum AttnKernel {
+    Forward,
+    Backward,
 }
 
 impl CudaBackend {
@@ -82,7 +101,7 @@ impl CudaBackend {
             int(OP, "heads", shape.heads)?,
             int(OP, "head_dim", shape.head_dim)?,
         );
-        let (grid, block) = shape.launch_dims()?;
+        let (grid, block) = shape.launch_dims(AttnKernel::Forward)?;
         let name = kernel_name::<T>("attn_fwd");
         let f = self.function(Family::Attention, &name)?;
         let mut b = self.stream.launch_builder(&f);
@@ -125,7 +144,7 @@ impl CudaBackend {
             int(OP, "heads", shape.heads)?,
             int(OP, "head_dim", shape.head_dim)?,
         );
-        let (grid, block) = shape.launch_dims()?;
+        let (grid, block) = shape.launch_dims(AttnKernel::Backward)?;
         let name_q = kernel_name::<T>("attn_bwd_q");
         let fq = self.function(Family::Attention, &name_q)?;
         let mut b = self.stream.launch_builder(&fq);
