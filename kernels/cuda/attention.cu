@@ -27,16 +27,54 @@
 // per-lane float4 row reads of a quarter warp hit distinct banks.
 __device__ __forceinline__ int attn_stride(int D) { return ((D + 7) & ~7) + 4; }
 
+// Four consecutive elements as f32; p must be 4-element aligned (vector load: 16 B for f32, 8 B
+// for bf16, whose f32 value is its bit pattern shifted up by 16).
+__device__ __forceinline__ float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ __forceinline__ float4 load4(const bf16* p) {
+  const unsigned long long u = *reinterpret_cast<const unsigned long long*>(p);
+  float4 r;
+  r.x = __int_as_float((int)((u & 0xffffull) << 16));
+  r.y = __int_as_float((int)(((u >> 16) & 0xffffull) << 16));
+  r.z = __int_as_float((int)(((u >> 32) & 0xffffull) << 16));
+  r.w = __int_as_float((int)(((u >> 48) & 0xffffull) << 16));
+  return r;
+}
+
 // Stages rows [r0, r0 + n) of one head's D columns (element stride `row`) into dst[n][ld] as f32
-// times `mul`; rows ≥ rmax and columns ≥ D are zero-filled up to the padded width.
+// times `mul`; rows ≥ rmax and columns ≥ D are zero-filled up to D rounded to 4. Each lane moves
+// 4 columns; a warp covers 32 / g rows per step, g = the column groups rounded up to a power of
+// two (no integer division). Vector loads when D % 4 == 0 (row starts are then 4-aligned: every
+// offset is a multiple of D and device allocations are 256-byte aligned).
 template <typename T>
 __device__ __forceinline__ void stage(float* dst, int ld, const T* src, long row, int r0, int n,
                                       int rmax, int D, float mul) {
-  const int w = (D + 3) & ~3;
-  for (int e = threadIdx.x; e < n * w; e += blockDim.x) {
-    const int j = e / w, d = e - j * w;
+  const int groups = (D + 3) >> 2;
+  int sh = 0;
+  while ((1 << sh) < groups) ++sh;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
+  const int g = lane & ((1 << sh) - 1), sub = lane >> sh, per = 32 >> sh;
+  const bool vec = (D & 3) == 0;
+  if (g >= groups) return;
+  const int d = 4 * g;
+  for (int j = warp * per + sub; j < n; j += W * per) {
     const int r = r0 + j;
-    dst[j * ld + d] = (r < rmax && d < D) ? to_f32(src[(long)r * row + d]) * mul : 0.0f;
+    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (r < rmax) {
+      const T* sp = src + (long)r * row + d;
+      if (vec) {
+        v = load4(sp);
+      } else {
+        v.x = to_f32(sp[0]);
+        v.y = d + 1 < D ? to_f32(sp[1]) : 0.0f;
+        v.z = d + 2 < D ? to_f32(sp[2]) : 0.0f;
+        v.w = d + 3 < D ? to_f32(sp[3]) : 0.0f;
+      }
+      v.x *= mul;
+      v.y *= mul;
+      v.z *= mul;
+      v.w *= mul;
+    }
+    *reinterpret_cast<float4*>(dst + j * ld + d) = v;
   }
 }
 
@@ -84,6 +122,7 @@ __device__ void attn_fwd_impl(const T* qkv, T* out, float* lse, int L, int H, in
 #pragma unroll
     for (int r = 0; r < RW; ++r) sc[r] = 0.0f;
     const float* kl = ks + lane * ld;
+#pragma unroll 2
     for (int d = 0; d < Dr; d += 4) {
       const float4 k4 = ld4(kl + d);
 #pragma unroll
@@ -103,6 +142,7 @@ __device__ void attn_fwd_impl(const T* qkv, T* out, float* lse, int L, int H, in
     }
     __syncwarp();
     const int kr = (kc + 3) & ~3;
+#pragma unroll 2
     for (int j = 0; j < kr; j += 4) {
       float4 p4[RW];
 #pragma unroll
@@ -334,17 +374,24 @@ __device__ void attn_bwd_kv_impl(const T* qkv, const T* dout, const float* lse, 
   }
 }
 
+// Blocks of 256 threads per SM the register allocation must allow (4 fit the shared pool).
+#ifndef FWD_MIN_BLOCKS
+#define FWD_MIN_BLOCKS 3
+#endif
+#ifndef BWD_MIN_BLOCKS
+#define BWD_MIN_BLOCKS 2
+#endif
 #define ATTN_ENTRY(T, S)                                                                         \
-  extern "C" __global__ void attn_fwd_##S(const T* qkv, T* out, float* lse, int L, int H, int D, \
+  extern "C" __global__ void __launch_bounds__(256, FWD_MIN_BLOCKS) attn_fwd_##S(const T* qkv, T* out, float* lse, int L, int H, int D, \
                                           float scale) {                                         \
     attn_fwd_impl<T>(qkv, out, lse, L, H, D, scale);                                             \
   }                                                                                              \
-  extern "C" __global__ void attn_bwd_q_##S(const T* qkv, const T* out, const T* dout,           \
+  extern "C" __global__ void __launch_bounds__(256, BWD_MIN_BLOCKS) attn_bwd_q_##S(const T* qkv, const T* out, const T* dout,           \
                                             const float* lse, float* delta, T* dqkv, int L,      \
                                             int H, int D, float scale) {                         \
     attn_bwd_q_impl<T>(qkv, out, dout, lse, delta, dqkv, L, H, D, scale);                        \
   }                                                                                              \
-  extern "C" __global__ void attn_bwd_kv_##S(const T* qkv, const T* dout, const float* lse,      \
+  extern "C" __global__ void __launch_bounds__(256, BWD_MIN_BLOCKS) attn_bwd_kv_##S(const T* qkv, const T* dout, const float* lse,      \
                                              const float* delta, T* dqkv, int L, int H, int D,   \
                                              float scale) {                                      \
     attn_bwd_kv_impl<T>(qkv, dout, lse, delta, dqkv, L, H, D, scale);                            \

@@ -23,6 +23,7 @@ inline dim3 threadIdx, blockIdx, blockDim, gridDim;
 #define __global__
 #define __device__
 #define __forceinline__ inline
+#define __launch_bounds__(...)
 #define __shared__ static
 
 struct EmuBarrier {
@@ -69,6 +70,7 @@ inline void __syncwarp() { emu_wait(g_warp_bars[g_cur / 32]); }
 struct alignas(16) float4 {
   float x, y, z, w;
 };
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
 inline float __shfl_xor_sync(unsigned, float v, int o) {
   const unsigned t = g_cur;
