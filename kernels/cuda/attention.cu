@@ -13,15 +13,15 @@
 //   lse  [S, H, L] f32    — log-sum-exp of the scaled scores, saved for the backward pass
 //   dqkv [S, L, 3, H, D]  — gradient w.r.t. qkv (every element written)
 // Scores are (scale·q)·kᵀ as in the reference. D ≤ 128.
-// Launch: grid (S, H, ceil(L / (4·W))), block 32·W threads, with W = attn_warps(kind, L, D) below
-// (mirrored in kernels/src/cuda/ops/attention.rs): the shared pool must hold the tiles.
+// Launch (kernels/src/cuda/ops/attention.rs, AttentionShape::launch): grid (S, H, ceil(L / (4·W))),
+// block 32·W threads, dynamic shared memory for the tiles laid out at the top of each kernel
+// (at most 48 KiB, so W ≤ 8, and fewer warps for D > 64), with row stride attn_stride(D).
 #include "common.cuh"
 
 #define MAXD 128
 #define NC (MAXD / 32)  // head-dim registers per lane (d = lane + 32·c)
 #define RW 4            // rows per warp
 #define TILE 32         // streamed rows per tile (one per lane)
-#define POOL 12032      // floats of static shared memory (47 KiB, under the 48 KiB static limit)
 
 // Row stride in shared memory: D rounded up to 8, plus 4, so that stride/4 is odd and the
 // per-lane float4 row reads of a quarter warp hit distinct banks.
@@ -89,7 +89,7 @@ __device__ __forceinline__ float4 ld4(const float* p) { return *reinterpret_cast
 
 template <typename T>
 __device__ void attn_fwd_impl(const T* qkv, T* out, float* lse, int L, int H, int D, float scale) {
-  __shared__ float4 pool4[POOL / 4];
+  DYNAMIC_SHARED(float4, pool4);
   float* pool = reinterpret_cast<float*>(pool4);
   const int s = blockIdx.x, h = blockIdx.y;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
@@ -180,7 +180,7 @@ __device__ void attn_fwd_impl(const T* qkv, T* out, float* lse, int L, int H, in
 template <typename T>
 __device__ void attn_bwd_q_impl(const T* qkv, const T* out, const T* dout, const float* lse,
                                 float* delta, T* dqkv, int L, int H, int D, float scale) {
-  __shared__ float4 pool4[POOL / 4];
+  DYNAMIC_SHARED(float4, pool4);
   float* pool = reinterpret_cast<float*>(pool4);
   const int s = blockIdx.x, h = blockIdx.y;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
@@ -274,7 +274,7 @@ __device__ void attn_bwd_q_impl(const T* qkv, const T* out, const T* dout, const
 template <typename T>
 __device__ void attn_bwd_kv_impl(const T* qkv, const T* dout, const float* lse, const float* delta,
                                  T* dqkv, int L, int H, int D, float scale) {
-  __shared__ float4 pool4[POOL / 4];
+  DYNAMIC_SHARED(float4, pool4);
   float* pool = reinterpret_cast<float*>(pool4);
   const int s = blockIdx.x, h = blockIdx.y;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
@@ -374,7 +374,7 @@ __device__ void attn_bwd_kv_impl(const T* qkv, const T* dout, const float* lse, 
   }
 }
 
-// Blocks of 256 threads per SM the register allocation must allow (4 fit the shared pool).
+// Blocks of 256 threads per SM the register allocation must allow.
 #ifndef FWD_MIN_BLOCKS
 #define FWD_MIN_BLOCKS 3
 #endif

@@ -1,6 +1,7 @@
 // Driver for attention.cu under cuda_emu.h: fused forward/backward vs a double-precision naive
 // reference, launched with the same configuration as kernels/src/cuda/ops/attention.rs.
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 
 static double rel(const std::vector<double>& want, const std::vector<float>& got) {
@@ -67,19 +68,27 @@ static void run_case(const char* name, int S, int L, int H, int D) {
   for (size_t i = 0; i < qkv.size(); ++i) qkv_t[i] = from_f32<T>(qkv[i]);
   for (size_t i = 0; i < dout.size(); ++i) dout_t[i] = from_f32<T>(dout[i]);
   std::vector<float> lse((size_t)S * H * L, NAN), delta((size_t)S * H * L, NAN);
-  // Same rule as AttentionShape::launch_dims: 4 rows per warp, up to 8 warps (fewer for D > 64 so
-  // the tiles fit the 47 KiB shared pool).
-  auto dims = [&](bool fwd) {
-    const int wmax = D <= 64 ? 8 : (fwd ? 4 : 2);
+  // Same rule as AttentionShape::launch (4 rows per warp, up to 8 warps, fewer for D > 64), and the
+  // same shared-memory sizes, which must fit the emulator's 48 KiB dynamic block.
+  enum Kind { Fwd, BwdQ, BwdKv };
+  auto dims = [&](Kind k) {
+    const int wmax = D <= 64 ? 8 : (k == Fwd ? 4 : 2);
     const int warps = std::min(wmax, (L + 3) / 4), rows = 4 * warps;
+    const int ld = (D + 7) / 8 * 8 + 4, tiles = 2 * 32 * ld, pw = warps * 4 * 32;
+    const int floats = k == Fwd ? rows * ld + tiles + pw : k == BwdQ ? 2 * rows * ld + tiles + pw : 2 * rows * ld + tiles + 64 + 2 * pw;
+    if (floats * 4 > 49152) {
+      std::fprintf(stderr, "%s: %d bytes of shared memory exceed 48 KiB\n", name, floats * 4);
+      std::exit(1);
+    }
     return std::pair<dim3, dim3>{dim3{(unsigned)S, (unsigned)H, (unsigned)((L + rows - 1) / rows)}, dim3{(unsigned)(32 * warps), 1, 1}};
   };
-  const auto [gf, bf] = dims(true);
-  const auto [gb, bb] = dims(false);
+  const auto [gf, bf] = dims(Fwd);
+  const auto [gq, bq] = dims(BwdQ);
+  const auto [gk, bk] = dims(BwdKv);
   const float sc = (float)scale;
   emu_launch(gf, bf, [&] { attn_fwd_impl<T>(qkv_t.data(), out_t.data(), lse.data(), L, H, D, sc); });
-  emu_launch(gb, bb, [&] { attn_bwd_q_impl<T>(qkv_t.data(), out_t.data(), dout_t.data(), lse.data(), delta.data(), dq_t.data(), L, H, D, sc); });
-  emu_launch(gb, bb, [&] { attn_bwd_kv_impl<T>(qkv_t.data(), dout_t.data(), lse.data(), delta.data(), dq_t.data(), L, H, D, sc); });
+  emu_launch(gq, bq, [&] { attn_bwd_q_impl<T>(qkv_t.data(), out_t.data(), dout_t.data(), lse.data(), delta.data(), dq_t.data(), L, H, D, sc); });
+  emu_launch(gk, bk, [&] { attn_bwd_kv_impl<T>(qkv_t.data(), dout_t.data(), lse.data(), delta.data(), dq_t.data(), L, H, D, sc); });
   std::vector<float> og(out.size()), dg(dq.size());
   for (size_t i = 0; i < og.size(); ++i) og[i] = to_f32(out_t[i]);
   for (size_t i = 0; i < dg.size(); ++i) dg[i] = to_f32(dq_t[i]);

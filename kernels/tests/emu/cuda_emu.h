@@ -25,6 +25,8 @@ inline dim3 threadIdx, blockIdx, blockDim, gridDim;
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __shared__ static
+// Dynamic shared memory: a 48 KiB static block (the most a launch gets without opting in).
+#define DYNAMIC_SHARED(T, name) alignas(16) static T name[49152 / sizeof(T)]
 
 struct EmuBarrier {
   unsigned expected = 0, arrived = 0, gen = 0;
