@@ -9,9 +9,6 @@ use crate::cuda::dtype::{kernel_name, Float};
 use crate::cuda::error::CudaError;
 use crate::cuda::source::Family;
 
-/// Grid or block dimensions.
-type Dim3 = (u32, u32, u32);
-
 /// `seqs` independent sequences of `len` tokens, `heads` heads of `head_dim` (≤ 128).
 /// Temporal attention: seqs = B·196, len = T+1; spatial: seqs = B·T, len = 197.
 #[derive(Debug, Clone, Copy)]
@@ -67,10 +64,17 @@ impl AttentionShape {
             .map_err(|_| CudaError::shape("attention", "too many sequences"))?;
         let tiles = u32::try_from(self.len.div_ceil(rows))
             .map_err(|_| CudaError::shape("attention", "sequence too long"))?;
+        let shared = 4 * shared_floats(kernel, self.head_dim, warps);
+        if shared > MAX_SHARED_BYTES {
+            return Err(CudaError::shape(
+                "attention",
+                format!("{kernel:?} tiles need {shared} bytes of shared memory for {self:?}"),
+            ));
+        }
         Ok(LaunchConfig {
             grid_dim: (seqs, self.heads as u32, tiles),
             block_dim: (32 * warps as u32, 1, 1),
-            shared_mem_bytes: 4 * shared_floats(kernel, self.head_dim, warps) as u32,
+            shared_mem_bytes: shared as u32,
         })
     }
 }
@@ -230,7 +234,7 @@ mod tests {
                         "{kernel:?} D={head_dim} L={len}: {} bytes",
                         c.shared_mem_bytes
                     );
-                    assert!(c.block_dim.0 % 32 == 0 && c.block_dim.0 <= 256);
+                    assert!(c.block_dim.0.is_multiple_of(32) && c.block_dim.0 <= 256);
                     let rows = ROWS_PER_WARP * (c.block_dim.0 as usize / 32);
                     assert!(c.grid_dim.2 as usize * rows >= len);
                 }
