@@ -1,7 +1,10 @@
 // Fused multi-head attention for the short sequences of divided space-time attention (spec §2.2.2):
-// temporal sequences of T+1 = 5 tokens and spatial sequences of 197 tokens. One kernel handles any
-// length with an online softmax over key chunks held in shared memory; f32 accumulation for both the
-// f32 and bf16 storage types.
+// temporal sequences of T+1 = 5 tokens and spatial sequences of 197 tokens. Register-blocked tiles
+// (see NOTES.md): a block of W warps owns 4·W query rows (forward, dQ) or key rows (dK/dV); the
+// other side streams through shared memory in tiles of 32 rows. Scores are computed with lane =
+// key (or query) of the tile and float4 shared reads; P·V-like products with lane = head dim.
+// Online softmax and all accumulation in f32 for both the f32 and bf16 storage types; no atomics,
+// so results are deterministic.
 //
 // Layouts (the head split/merge permutes happen here, not as separate copies):
 //   qkv  [S, L, 3, H, D]  — the qkv Linear output rows as they come from the GEMM (q | k | v, head h
@@ -10,222 +13,385 @@
 //   lse  [S, H, L] f32    — log-sum-exp of the scaled scores, saved for the backward pass
 //   dqkv [S, L, 3, H, D]  — gradient w.r.t. qkv (every element written)
 // Scores are (scale·q)·kᵀ as in the reference. D ≤ 128.
-// Launch: grid (S, H, ceil(L/rows)), block 32·rows threads (one warp per query or key row).
+// Launch (kernels/src/cuda/ops/attention.rs, AttentionShape::launch): grid (S, H, ceil(L / (4·W))),
+// block 32·W threads, dynamic shared memory for the tiles laid out at the top of each kernel
+// (at most 48 KiB, so W ≤ 8, and fewer warps for D > 64), with row stride attn_stride(D).
 #include "common.cuh"
 
 #define MAXD 128
-#define NR (MAXD / 32)
-#define CHUNK 32
+#define NC (MAXD / 32)  // head-dim registers per lane (d = lane + 32·c)
+#define RW 4            // rows per warp
+#define TILE 32         // streamed rows per tile (one per lane)
+
+// Row stride in shared memory: D rounded up to 8, plus 4, so that stride/4 is odd and the
+// per-lane float4 row reads of a quarter warp hit distinct banks.
+__device__ __forceinline__ int attn_stride(int D) { return ((D + 7) & ~7) + 4; }
+
+// Four consecutive elements as f32; p must be 4-element aligned (vector load: 16 B for f32, 8 B
+// for bf16, whose f32 value is its bit pattern shifted up by 16).
+__device__ __forceinline__ float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ __forceinline__ float4 load4(const bf16* p) {
+  const unsigned long long u = *reinterpret_cast<const unsigned long long*>(p);
+  float4 r;
+  r.x = __int_as_float((int)((u & 0xffffull) << 16));
+  r.y = __int_as_float((int)(((u >> 16) & 0xffffull) << 16));
+  r.z = __int_as_float((int)(((u >> 32) & 0xffffull) << 16));
+  r.w = __int_as_float((int)(((u >> 48) & 0xffffull) << 16));
+  return r;
+}
+
+// Stages rows [r0, r0 + n) of one head's D columns (element stride `row`) into dst[n][ld] as f32
+// times `mul`; rows ≥ rmax and columns ≥ D are zero-filled up to D rounded to 4. Each lane moves
+// 4 columns; a warp covers 32 / g rows per step, g = the column groups rounded up to a power of
+// two (no integer division). Vector loads when D % 4 == 0 (row starts are then 4-aligned: every
+// offset is a multiple of D and device allocations are 256-byte aligned).
+template <typename T>
+__device__ __forceinline__ void stage(float* dst, int ld, const T* src, long row, int r0, int n,
+                                      int rmax, int D, float mul) {
+  const int groups = (D + 3) >> 2;
+  int sh = 0;
+  while ((1 << sh) < groups) ++sh;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
+  const int g = lane & ((1 << sh) - 1), sub = lane >> sh, per = 32 >> sh;
+  const bool vec = (D & 3) == 0;
+  if (g >= groups) return;
+  const int d = 4 * g;
+  for (int j = warp * per + sub; j < n; j += W * per) {
+    const int r = r0 + j;
+    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (r < rmax) {
+      const T* sp = src + (long)r * row + d;
+      if (vec) {
+        v = load4(sp);
+      } else {
+        v.x = to_f32(sp[0]);
+        v.y = d + 1 < D ? to_f32(sp[1]) : 0.0f;
+        v.z = d + 2 < D ? to_f32(sp[2]) : 0.0f;
+        v.w = d + 3 < D ? to_f32(sp[3]) : 0.0f;
+      }
+      v.x *= mul;
+      v.y *= mul;
+      v.z *= mul;
+      v.w *= mul;
+    }
+    *reinterpret_cast<float4*>(dst + j * ld + d) = v;
+  }
+}
+
+__device__ __forceinline__ float dot4(float4 a, float4 b, float acc) {
+  acc = fmaf(a.x, b.x, acc);
+  acc = fmaf(a.y, b.y, acc);
+  acc = fmaf(a.z, b.z, acc);
+  return fmaf(a.w, b.w, acc);
+}
+
+__device__ __forceinline__ float4 ld4(const float* p) { return *reinterpret_cast<const float4*>(p); }
 
 template <typename T>
 __device__ void attn_fwd_impl(const T* qkv, T* out, float* lse, int L, int H, int D, float scale) {
-  __shared__ float ks[CHUNK][MAXD];
-  __shared__ float vs[CHUNK][MAXD];
+  DYNAMIC_SHARED(float4, pool4);
+  float* pool = reinterpret_cast<float*>(pool4);
   const int s = blockIdx.x, h = blockIdx.y;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = blockDim.x >> 5;
-  const int i = blockIdx.z * rows + warp;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
+  const int BQ = RW * W, i0 = blockIdx.z * BQ;
+  const int ld = attn_stride(D), Dr = (D + 3) & ~3;
   const long C = (long)H * D, row3 = 3 * C;
-  const T* base = qkv + (long)s * L * row3;
-  float q[NR], acc[NR];
+  const T* base = qkv + (long)s * L * row3 + h * D;
+  float* qs = pool;               // [BQ][ld]  scale·q
+  float* ks = qs + BQ * ld;       // [TILE][ld]
+  float* vs = ks + TILE * ld;     // [TILE][ld]
+  float* ps = vs + TILE * ld;     // [W][RW][TILE] probabilities of this warp's rows
+  float* pw = ps + warp * RW * TILE;
+  stage(qs, ld, base, row3, i0, BQ, L, D, scale);
+  float acc[RW][NC], m[RW], lsum[RW];
 #pragma unroll
-  for (int r = 0; r < NR; ++r) {
-    const int d = lane + 32 * r;
-    q[r] = (i < L && d < D) ? to_f32(base[i * row3 + h * D + d]) * scale : 0.0f;
-    acc[r] = 0.0f;
+  for (int r = 0; r < RW; ++r) {
+    m[r] = -INFINITY;
+    lsum[r] = 0.0f;
+#pragma unroll
+    for (int c = 0; c < NC; ++c) acc[r][c] = 0.0f;
   }
-  float mx = -INFINITY, l = 0.0f;
-  for (int c0 = 0; c0 < L; c0 += CHUNK) {
-    const int kc = min(CHUNK, L - c0);
+  const float* qw = qs + warp * RW * ld;
+  for (int c0 = 0; c0 < L; c0 += TILE) {
+    const int kc = min(TILE, L - c0);
     __syncthreads();
-    for (int e = threadIdx.x; e < kc * D; e += blockDim.x) {
-      const int j = e / D, d = e % D;
-      const T* rowp = base + (long)(c0 + j) * row3 + h * D + d;
-      ks[j][d] = to_f32(rowp[C]);
-      vs[j][d] = to_f32(rowp[2 * C]);
+    stage(ks, ld, base + C, row3, c0, TILE, L, D, 1.0f);
+    stage(vs, ld, base + 2 * C, row3, c0, TILE, L, D, 1.0f);
+    __syncthreads();
+    float sc[RW];
+#pragma unroll
+    for (int r = 0; r < RW; ++r) sc[r] = 0.0f;
+    const float* kl = ks + lane * ld;
+#pragma unroll 2
+    for (int d = 0; d < Dr; d += 4) {
+      const float4 k4 = ld4(kl + d);
+#pragma unroll
+      for (int r = 0; r < RW; ++r) sc[r] = dot4(ld4(qw + r * ld + d), k4, sc[r]);
     }
-    __syncthreads();
-    if (i < L) {
-      for (int j = 0; j < kc; ++j) {
-        float part = 0.0f;
 #pragma unroll
-        for (int r = 0; r < NR; ++r) {
-          const int d = lane + 32 * r;
-          if (d < D) part += q[r] * ks[j][d];
-        }
-        const float sc = warp_sum(part);
-        const float mnew = fmaxf(mx, sc);
-        const float corr = __expf(mx - mnew);
-        const float p = __expf(sc - mnew);
-        l = l * corr + p;
+    for (int r = 0; r < RW; ++r) {
+      const float sv = lane < kc ? sc[r] : -INFINITY;
+      const float mnew = fmaxf(m[r], warp_max(sv));
+      const float corr = __expf(m[r] - mnew);
+      const float p = __expf(sv - mnew);
+      lsum[r] = lsum[r] * corr + p;
 #pragma unroll
-        for (int r = 0; r < NR; ++r) {
-          const int d = lane + 32 * r;
-          if (d < D) acc[r] = acc[r] * corr + p * vs[j][d];
+      for (int c = 0; c < NC; ++c) acc[r][c] *= corr;
+      pw[r * TILE + lane] = p;
+      m[r] = mnew;
+    }
+    __syncwarp();
+    const int kr = (kc + 3) & ~3;
+#pragma unroll 2
+    for (int j = 0; j < kr; j += 4) {
+      float4 p4[RW];
+#pragma unroll
+      for (int r = 0; r < RW; ++r) p4[r] = ld4(pw + r * TILE + j);
+#pragma unroll
+      for (int c = 0; c < NC; ++c) {
+        if (c * 32 < D) {
+          const float* vp = vs + j * ld + lane + 32 * c;
+          const float v0 = vp[0], v1 = vp[ld], v2 = vp[2 * ld], v3 = vp[3 * ld];
+#pragma unroll
+          for (int r = 0; r < RW; ++r)
+            acc[r][c] = fmaf(p4[r].w, v3, fmaf(p4[r].z, v2, fmaf(p4[r].y, v1, fmaf(p4[r].x, v0, acc[r][c]))));
         }
-        mx = mnew;
       }
     }
+    __syncwarp();
   }
-  if (i < L) {
-    const float inv = 1.0f / l;
 #pragma unroll
-    for (int r = 0; r < NR; ++r) {
-      const int d = lane + 32 * r;
-      if (d < D) out[((long)s * L + i) * C + h * D + d] = from_f32<T>(acc[r] * inv);
+  for (int r = 0; r < RW; ++r) {
+    const int i = i0 + warp * RW + r;
+    const float l = warp_sum(lsum[r]);
+    if (i < L) {
+      const float inv = 1.0f / l;
+#pragma unroll
+      for (int c = 0; c < NC; ++c) {
+        const int d = lane + 32 * c;
+        if (d < D) out[((long)s * L + i) * C + h * D + d] = from_f32<T>(acc[r][c] * inv);
+      }
+      if (lane == 0) lse[((long)s * H + h) * L + i] = m[r] + logf(l);
     }
-    if (lane == 0) lse[((long)s * H + h) * L + i] = mx + logf(l);
   }
 }
 
-// dQ for one query row per warp, and delta_i = Σ_d dO_i·O_i saved for the dK/dV kernel.
+// dQ for 4 query rows per warp, and delta_i = Σ_d dO_i·O_i saved for the dK/dV kernel.
 template <typename T>
 __device__ void attn_bwd_q_impl(const T* qkv, const T* out, const T* dout, const float* lse,
                                 float* delta, T* dqkv, int L, int H, int D, float scale) {
-  __shared__ float ks[CHUNK][MAXD];
-  __shared__ float vs[CHUNK][MAXD];
+  DYNAMIC_SHARED(float4, pool4);
+  float* pool = reinterpret_cast<float*>(pool4);
   const int s = blockIdx.x, h = blockIdx.y;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = blockDim.x >> 5;
-  const int i = blockIdx.z * rows + warp;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
+  const int BQ = RW * W, i0 = blockIdx.z * BQ;
+  const int ld = attn_stride(D), Dr = (D + 3) & ~3;
   const long C = (long)H * D, row3 = 3 * C;
-  const T* base = qkv + (long)s * L * row3;
-  float q[NR], go[NR], dq[NR];
-  float dl = 0.0f;
+  const T* base = qkv + (long)s * L * row3 + h * D;
+  float* qs = pool;               // [BQ][ld]  scale·q
+  float* gs = qs + BQ * ld;       // [BQ][ld]  dO
+  float* ks = gs + BQ * ld;       // [TILE][ld]
+  float* vs = ks + TILE * ld;     // [TILE][ld]
+  float* ps = vs + TILE * ld;     // [W][RW][TILE] dS of this warp's rows
+  float* pw = ps + warp * RW * TILE;
+  stage(qs, ld, base, row3, i0, BQ, L, D, scale);
+  stage(gs, ld, dout + (long)s * L * C + h * D, C, i0, BQ, L, D, 1.0f);
+  float dq[RW][NC], m[RW], dl[RW];
 #pragma unroll
-  for (int r = 0; r < NR; ++r) {
-    const int d = lane + 32 * r;
-    const bool ok = i < L && d < D;
-    q[r] = ok ? to_f32(base[i * row3 + h * D + d]) * scale : 0.0f;
-    go[r] = ok ? to_f32(dout[((long)s * L + i) * C + h * D + d]) : 0.0f;
-    const float o = ok ? to_f32(out[((long)s * L + i) * C + h * D + d]) : 0.0f;
-    dl += go[r] * o;
-    dq[r] = 0.0f;
-  }
-  dl = warp_sum(dl);
-  const float m = i < L ? lse[((long)s * H + h) * L + i] : 0.0f;
-  for (int c0 = 0; c0 < L; c0 += CHUNK) {
-    const int kc = min(CHUNK, L - c0);
-    __syncthreads();
-    for (int e = threadIdx.x; e < kc * D; e += blockDim.x) {
-      const int j = e / D, d = e % D;
-      const T* rowp = base + (long)(c0 + j) * row3 + h * D + d;
-      ks[j][d] = to_f32(rowp[C]);
-      vs[j][d] = to_f32(rowp[2 * C]);
+  for (int r = 0; r < RW; ++r) {
+    const int i = i0 + warp * RW + r;
+    float part = 0.0f;
+#pragma unroll
+    for (int c = 0; c < NC; ++c) {
+      const int d = lane + 32 * c;
+      dq[r][c] = 0.0f;
+      if (i < L && d < D)
+        part += to_f32(dout[((long)s * L + i) * C + h * D + d]) * to_f32(out[((long)s * L + i) * C + h * D + d]);
     }
+    dl[r] = warp_sum(part);
+    m[r] = i < L ? lse[((long)s * H + h) * L + i] : 0.0f;
+  }
+  const float* qw = qs + warp * RW * ld;
+  const float* gw = gs + warp * RW * ld;
+  for (int c0 = 0; c0 < L; c0 += TILE) {
+    const int kc = min(TILE, L - c0);
     __syncthreads();
-    if (i < L) {
-      for (int j = 0; j < kc; ++j) {
-        float ps = 0.0f, pd = 0.0f;
+    stage(ks, ld, base + C, row3, c0, TILE, L, D, 1.0f);
+    stage(vs, ld, base + 2 * C, row3, c0, TILE, L, D, 1.0f);
+    __syncthreads();
+    float sc[RW], dp[RW];
 #pragma unroll
-        for (int r = 0; r < NR; ++r) {
-          const int d = lane + 32 * r;
-          if (d < D) {
-            ps += q[r] * ks[j][d];
-            pd += go[r] * vs[j][d];
-          }
-        }
-        const float sc = warp_sum(ps), dp = warp_sum(pd);
-        const float ds = __expf(sc - m) * (dp - dl);
+    for (int r = 0; r < RW; ++r) sc[r] = dp[r] = 0.0f;
+    const float* kl = ks + lane * ld;
+    const float* vl = vs + lane * ld;
+    for (int d = 0; d < Dr; d += 4) {
+      const float4 k4 = ld4(kl + d), v4 = ld4(vl + d);
 #pragma unroll
-        for (int r = 0; r < NR; ++r) {
-          const int d = lane + 32 * r;
-          if (d < D) dq[r] += ds * ks[j][d];
+      for (int r = 0; r < RW; ++r) {
+        sc[r] = dot4(ld4(qw + r * ld + d), k4, sc[r]);
+        dp[r] = dot4(ld4(gw + r * ld + d), v4, dp[r]);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < RW; ++r) {
+      const float p = lane < kc ? __expf(sc[r] - m[r]) : 0.0f;
+      pw[r * TILE + lane] = p * (dp[r] - dl[r]);
+    }
+    __syncwarp();
+    const int kr = (kc + 3) & ~3;
+    for (int j = 0; j < kr; j += 4) {
+      float4 p4[RW];
+#pragma unroll
+      for (int r = 0; r < RW; ++r) p4[r] = ld4(pw + r * TILE + j);
+#pragma unroll
+      for (int c = 0; c < NC; ++c) {
+        if (c * 32 < D) {
+          const float* kp = ks + j * ld + lane + 32 * c;
+          const float k0 = kp[0], k1 = kp[ld], k2 = kp[2 * ld], k3 = kp[3 * ld];
+#pragma unroll
+          for (int r = 0; r < RW; ++r)
+            dq[r][c] = fmaf(p4[r].w, k3, fmaf(p4[r].z, k2, fmaf(p4[r].y, k1, fmaf(p4[r].x, k0, dq[r][c]))));
         }
       }
     }
+    __syncwarp();
   }
-  if (i < L) {
 #pragma unroll
-    for (int r = 0; r < NR; ++r) {
-      const int d = lane + 32 * r;
-      if (d < D) dqkv[((long)s * L + i) * row3 + h * D + d] = from_f32<T>(dq[r] * scale);
+  for (int r = 0; r < RW; ++r) {
+    const int i = i0 + warp * RW + r;
+    if (i < L) {
+#pragma unroll
+      for (int c = 0; c < NC; ++c) {
+        const int d = lane + 32 * c;
+        if (d < D) dqkv[((long)s * L + i) * row3 + h * D + d] = from_f32<T>(dq[r][c] * scale);
+      }
+      if (lane == 0) delta[((long)s * H + h) * L + i] = dl[r];
     }
-    if (lane == 0) delta[((long)s * H + h) * L + i] = dl;
   }
 }
 
-// dK and dV for one key row per warp; queries, dO, lse and delta stream through shared memory.
+// dK and dV for 4 key rows per warp; queries, dO, lse and delta stream through shared memory.
 template <typename T>
 __device__ void attn_bwd_kv_impl(const T* qkv, const T* dout, const float* lse, const float* delta,
                                  T* dqkv, int L, int H, int D, float scale) {
-  __shared__ float qs[CHUNK][MAXD];
-  __shared__ float gs[CHUNK][MAXD];
-  __shared__ float ls[CHUNK], dls[CHUNK];
+  DYNAMIC_SHARED(float4, pool4);
+  float* pool = reinterpret_cast<float*>(pool4);
   const int s = blockIdx.x, h = blockIdx.y;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, rows = blockDim.x >> 5;
-  const int j = blockIdx.z * rows + warp;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, W = blockDim.x >> 5;
+  const int BK = RW * W, j0 = blockIdx.z * BK;
+  const int ld = attn_stride(D), Dr = (D + 3) & ~3;
   const long C = (long)H * D, row3 = 3 * C;
-  const T* base = qkv + (long)s * L * row3;
-  float k[NR], v[NR], dk[NR], dv[NR];
+  const T* base = qkv + (long)s * L * row3 + h * D;
+  const T* gbase = dout + (long)s * L * C + h * D;
+  float* ksb = pool;              // [BK][ld]  this block's keys
+  float* vsb = ksb + BK * ld;     // [BK][ld]  this block's values
+  float* qs = vsb + BK * ld;      // [TILE][ld] scale·q
+  float* gs = qs + TILE * ld;     // [TILE][ld] dO
+  float* ls = gs + TILE * ld;     // [TILE] lse
+  float* dls = ls + TILE;         // [TILE] delta
+  float* pw = dls + TILE + warp * 2 * RW * TILE;  // [RW][TILE] P then [RW][TILE] dS
+  float* dsw = pw + RW * TILE;
+  stage(ksb, ld, base + C, row3, j0, BK, L, D, 1.0f);
+  stage(vsb, ld, base + 2 * C, row3, j0, BK, L, D, 1.0f);
+  float dk[RW][NC], dv[RW][NC];
 #pragma unroll
-  for (int r = 0; r < NR; ++r) {
-    const int d = lane + 32 * r;
-    const bool ok = j < L && d < D;
-    k[r] = ok ? to_f32(base[j * row3 + C + h * D + d]) : 0.0f;
-    v[r] = ok ? to_f32(base[j * row3 + 2 * C + h * D + d]) : 0.0f;
-    dk[r] = 0.0f;
-    dv[r] = 0.0f;
-  }
-  for (int c0 = 0; c0 < L; c0 += CHUNK) {
-    const int qc = min(CHUNK, L - c0);
+  for (int r = 0; r < RW; ++r)
+#pragma unroll
+    for (int c = 0; c < NC; ++c) dk[r][c] = dv[r][c] = 0.0f;
+  const float* kw = ksb + warp * RW * ld;
+  const float* vw = vsb + warp * RW * ld;
+  for (int c0 = 0; c0 < L; c0 += TILE) {
+    const int qc = min(TILE, L - c0);
     __syncthreads();
-    for (int e = threadIdx.x; e < qc * D; e += blockDim.x) {
-      const int ii = e / D, d = e % D;
-      qs[ii][d] = to_f32(base[(long)(c0 + ii) * row3 + h * D + d]) * scale;
-      gs[ii][d] = to_f32(dout[((long)s * L + c0 + ii) * C + h * D + d]);
-    }
-    for (int e = threadIdx.x; e < qc; e += blockDim.x) {
-      ls[e] = lse[((long)s * H + h) * L + c0 + e];
-      dls[e] = delta[((long)s * H + h) * L + c0 + e];
+    stage(qs, ld, base, row3, c0, TILE, L, D, scale);
+    stage(gs, ld, gbase, C, c0, TILE, L, D, 1.0f);
+    if (threadIdx.x < TILE) {
+      const bool ok = (int)threadIdx.x < qc;
+      ls[threadIdx.x] = ok ? lse[((long)s * H + h) * L + c0 + threadIdx.x] : 0.0f;
+      dls[threadIdx.x] = ok ? delta[((long)s * H + h) * L + c0 + threadIdx.x] : 0.0f;
     }
     __syncthreads();
-    if (j < L) {
-      for (int ii = 0; ii < qc; ++ii) {
-        float ps = 0.0f, pd = 0.0f;
+    float sc[RW], dp[RW];
 #pragma unroll
-        for (int r = 0; r < NR; ++r) {
-          const int d = lane + 32 * r;
-          if (d < D) {
-            ps += qs[ii][d] * k[r];
-            pd += gs[ii][d] * v[r];
-          }
-        }
-        const float sc = warp_sum(ps), dp = warp_sum(pd);
-        const float p = __expf(sc - ls[ii]);
-        const float ds = p * (dp - dls[ii]);
+    for (int r = 0; r < RW; ++r) sc[r] = dp[r] = 0.0f;
+    const float* ql = qs + lane * ld;
+    const float* gl = gs + lane * ld;
+    for (int d = 0; d < Dr; d += 4) {
+      const float4 q4 = ld4(ql + d), g4 = ld4(gl + d);
 #pragma unroll
-        for (int r = 0; r < NR; ++r) {
-          const int d = lane + 32 * r;
-          if (d < D) {
-            dv[r] += p * gs[ii][d];
-            dk[r] += ds * qs[ii][d];  // qs already carries the scale: dS/dk = scale·q
+      for (int r = 0; r < RW; ++r) {
+        sc[r] = dot4(ld4(kw + r * ld + d), q4, sc[r]);
+        dp[r] = dot4(ld4(vw + r * ld + d), g4, dp[r]);
+      }
+    }
+    const float li = ls[lane], dli = dls[lane];
+#pragma unroll
+    for (int r = 0; r < RW; ++r) {
+      const float p = lane < qc ? __expf(sc[r] - li) : 0.0f;
+      pw[r * TILE + lane] = p;
+      dsw[r * TILE + lane] = p * (dp[r] - dli);
+    }
+    __syncwarp();
+    const int qr = (qc + 3) & ~3;
+    for (int i = 0; i < qr; i += 4) {
+      float4 p4[RW], s4[RW];
+#pragma unroll
+      for (int r = 0; r < RW; ++r) {
+        p4[r] = ld4(pw + r * TILE + i);
+        s4[r] = ld4(dsw + r * TILE + i);
+      }
+#pragma unroll
+      for (int c = 0; c < NC; ++c) {
+        if (c * 32 < D) {
+          const float* gp = gs + i * ld + lane + 32 * c;
+          const float* qp = qs + i * ld + lane + 32 * c;
+          const float g0 = gp[0], g1 = gp[ld], g2 = gp[2 * ld], g3 = gp[3 * ld];
+          const float q0 = qp[0], q1 = qp[ld], q2 = qp[2 * ld], q3 = qp[3 * ld];
+#pragma unroll
+          for (int r = 0; r < RW; ++r) {
+            dv[r][c] = fmaf(p4[r].w, g3, fmaf(p4[r].z, g2, fmaf(p4[r].y, g1, fmaf(p4[r].x, g0, dv[r][c]))));
+            // qs already carries the scale: dS/dk = scale·q
+            dk[r][c] = fmaf(s4[r].w, q3, fmaf(s4[r].z, q2, fmaf(s4[r].y, q1, fmaf(s4[r].x, q0, dk[r][c]))));
           }
         }
       }
     }
+    __syncwarp();
   }
-  if (j < L) {
 #pragma unroll
-    for (int r = 0; r < NR; ++r) {
-      const int d = lane + 32 * r;
-      if (d < D) {
-        dqkv[((long)s * L + j) * row3 + C + h * D + d] = from_f32<T>(dk[r]);
-        dqkv[((long)s * L + j) * row3 + 2 * C + h * D + d] = from_f32<T>(dv[r]);
+  for (int r = 0; r < RW; ++r) {
+    const int j = j0 + warp * RW + r;
+    if (j < L) {
+#pragma unroll
+      for (int c = 0; c < NC; ++c) {
+        const int d = lane + 32 * c;
+        if (d < D) {
+          dqkv[((long)s * L + j) * row3 + C + h * D + d] = from_f32<T>(dk[r][c]);
+          dqkv[((long)s * L + j) * row3 + 2 * C + h * D + d] = from_f32<T>(dv[r][c]);
+        }
       }
     }
   }
 }
 
+// Blocks of 256 threads per SM the register allocation must allow.
+#ifndef FWD_MIN_BLOCKS
+#define FWD_MIN_BLOCKS 3
+#endif
+#ifndef BWD_MIN_BLOCKS
+#define BWD_MIN_BLOCKS 2
+#endif
 #define ATTN_ENTRY(T, S)                                                                         \
-  extern "C" __global__ void attn_fwd_##S(const T* qkv, T* out, float* lse, int L, int H, int D, \
+  extern "C" __global__ void __launch_bounds__(256, FWD_MIN_BLOCKS) attn_fwd_##S(const T* qkv, T* out, float* lse, int L, int H, int D, \
                                           float scale) {                                         \
     attn_fwd_impl<T>(qkv, out, lse, L, H, D, scale);                                             \
   }                                                                                              \
-  extern "C" __global__ void attn_bwd_q_##S(const T* qkv, const T* out, const T* dout,           \
+  extern "C" __global__ void __launch_bounds__(256, BWD_MIN_BLOCKS) attn_bwd_q_##S(const T* qkv, const T* out, const T* dout,           \
                                             const float* lse, float* delta, T* dqkv, int L,      \
                                             int H, int D, float scale) {                         \
     attn_bwd_q_impl<T>(qkv, out, dout, lse, delta, dqkv, L, H, D, scale);                        \
   }                                                                                              \
-  extern "C" __global__ void attn_bwd_kv_##S(const T* qkv, const T* dout, const float* lse,      \
+  extern "C" __global__ void __launch_bounds__(256, BWD_MIN_BLOCKS) attn_bwd_kv_##S(const T* qkv, const T* dout, const float* lse,      \
                                              const float* delta, T* dqkv, int L, int H, int D,   \
                                              float scale) {                                      \
     attn_bwd_kv_impl<T>(qkv, dout, lse, delta, dqkv, L, H, D, scale);                            \

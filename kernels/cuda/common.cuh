@@ -41,5 +41,10 @@ __device__ __forceinline__ float block_sum(float v) {
   return warp_sum(t);
 }
 
+// The block's dynamic shared memory (sized by the launch) as an array of T named `name`.
+#ifndef DYNAMIC_SHARED
+#define DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+#endif
+
 // Instantiates extern "C" entry points NAME_f32 and NAME_bf16 from a template kernel body macro.
 #define FOR_FLOAT_TYPES(M) M(float, f32) M(bf16, bf16)

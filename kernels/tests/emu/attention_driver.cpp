@@ -1,6 +1,7 @@
 // Driver for attention.cu under cuda_emu.h: fused forward/backward vs a double-precision naive
 // reference, launched with the same configuration as kernels/src/cuda/ops/attention.rs.
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 
 static double rel(const std::vector<double>& want, const std::vector<float>& got) {
@@ -67,12 +68,27 @@ static void run_case(const char* name, int S, int L, int H, int D) {
   for (size_t i = 0; i < qkv.size(); ++i) qkv_t[i] = from_f32<T>(qkv[i]);
   for (size_t i = 0; i < dout.size(); ++i) dout_t[i] = from_f32<T>(dout[i]);
   std::vector<float> lse((size_t)S * H * L, NAN), delta((size_t)S * H * L, NAN);
-  const int rows = std::min(L, 8);
-  const dim3 grid{(unsigned)S, (unsigned)H, (unsigned)((L + rows - 1) / rows)}, block{(unsigned)(32 * rows), 1, 1};
+  // Same rule as AttentionShape::launch (4 rows per warp, up to 8 warps, fewer for D > 64), and the
+  // same shared-memory sizes, which must fit the emulator's 48 KiB dynamic block.
+  enum Kind { Fwd, BwdQ, BwdKv };
+  auto dims = [&](Kind k) {
+    const int wmax = D <= 64 ? 8 : (k == Fwd ? 4 : 2);
+    const int warps = std::min(wmax, (L + 3) / 4), rows = 4 * warps;
+    const int ld = (D + 7) / 8 * 8 + 4, tiles = 2 * 32 * ld, pw = warps * 4 * 32;
+    const int floats = k == Fwd ? rows * ld + tiles + pw : k == BwdQ ? 2 * rows * ld + tiles + pw : 2 * rows * ld + tiles + 64 + 2 * pw;
+    if (floats * 4 > 49152) {
+      std::fprintf(stderr, "%s: %d bytes of shared memory exceed 48 KiB\n", name, floats * 4);
+      std::exit(1);
+    }
+    return std::pair<dim3, dim3>{dim3{(unsigned)S, (unsigned)H, (unsigned)((L + rows - 1) / rows)}, dim3{(unsigned)(32 * warps), 1, 1}};
+  };
+  const auto [gf, bf] = dims(Fwd);
+  const auto [gq, bq] = dims(BwdQ);
+  const auto [gk, bk] = dims(BwdKv);
   const float sc = (float)scale;
-  emu_launch(grid, block, [&] { attn_fwd_impl<T>(qkv_t.data(), out_t.data(), lse.data(), L, H, D, sc); });
-  emu_launch(grid, block, [&] { attn_bwd_q_impl<T>(qkv_t.data(), out_t.data(), dout_t.data(), lse.data(), delta.data(), dq_t.data(), L, H, D, sc); });
-  emu_launch(grid, block, [&] { attn_bwd_kv_impl<T>(qkv_t.data(), dout_t.data(), lse.data(), delta.data(), dq_t.data(), L, H, D, sc); });
+  emu_launch(gf, bf, [&] { attn_fwd_impl<T>(qkv_t.data(), out_t.data(), lse.data(), L, H, D, sc); });
+  emu_launch(gq, bq, [&] { attn_bwd_q_impl<T>(qkv_t.data(), out_t.data(), dout_t.data(), lse.data(), delta.data(), dq_t.data(), L, H, D, sc); });
+  emu_launch(gk, bk, [&] { attn_bwd_kv_impl<T>(qkv_t.data(), dout_t.data(), lse.data(), delta.data(), dq_t.data(), L, H, D, sc); });
   std::vector<float> og(out.size()), dg(dq.size());
   for (size_t i = 0; i < og.size(); ++i) og[i] = to_f32(out_t[i]);
   for (size_t i = 0; i < dg.size(); ++i) dg[i] = to_f32(dq_t[i]);
@@ -86,5 +102,7 @@ int main() {
   run_case<float>("f32_L17_D16", 2, 17, 3, 16);
   run_case<float>("f32_L40_D96", 1, 40, 1, 96);
   run_case<bf16>("bf16_L37_D64", 2, 37, 2, 64);
+  run_case<float>("f32_L70_D128", 1, 70, 2, 128);  // D > 64: fewer warps per block, 4 head-dim registers
+  run_case<float>("f32_L33_D18", 1, 33, 2, 18);    // D not a multiple of 4: scalar staging, zero-padded columns
   return 0;
 }

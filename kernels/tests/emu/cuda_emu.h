@@ -23,7 +23,10 @@ inline dim3 threadIdx, blockIdx, blockDim, gridDim;
 #define __global__
 #define __device__
 #define __forceinline__ inline
+#define __launch_bounds__(...)
 #define __shared__ static
+// Dynamic shared memory: a 48 KiB static block (the most a launch gets without opting in).
+#define DYNAMIC_SHARED(T, name) alignas(16) static T name[49152 / sizeof(T)]
 
 struct EmuBarrier {
   unsigned expected = 0, arrived = 0, gen = 0;
@@ -64,6 +67,12 @@ inline void emu_wait(EmuBarrier& b) {
 }
 
 inline void __syncthreads() { emu_wait(g_block_bar); }
+inline void __syncwarp() { emu_wait(g_warp_bars[g_cur / 32]); }
+
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
 inline float __shfl_xor_sync(unsigned, float v, int o) {
   const unsigned t = g_cur;
