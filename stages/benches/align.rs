@@ -2,7 +2,7 @@
 //!
 //! `cargo bench -p stages --bench align` (after `scripts/setup-align.sh`); compare with
 //! `.cache/venv-align/bin/python scripts/align-golden.py --bench` (dlib's own Python
-//! binding on the same frames and boxes). Results: docs/benchmarks-align.md.
+//! binding on the same frames and boxes). Results: docs/benchmarks.md.
 
 use std::path::Path;
 use std::time::Instant;

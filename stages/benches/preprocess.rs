@@ -1,5 +1,5 @@
 //! Preprocessing throughput benchmark (harness = false). One configuration per process so that
-//! the peak RSS it prints belongs to that configuration alone; docs/benchmarks-preprocess.md
+//! the peak RSS it prints belongs to that configuration alone; docs/benchmarks.md
 //! has the driver commands.
 //!
 //! cargo bench -p stages --bench preprocess -- --mode full --workers 1 --repeat 1 [--select first:256]

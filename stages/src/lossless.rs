@@ -1,7 +1,7 @@
 //! Lossless image codecs for stored face crops.
 //!
 //! `Med`: LOCO-I/JPEG-LS median edge predictor per channel, residuals decorrelated against green,
-//! then zstd. Several times faster than PNG at a similar size (see docs/benchmarks-preprocess.md);
+//! then zstd. Several times faster than PNG at a similar size (see docs/benchmarks.md);
 //! PNG (through OpenCV) and raw are kept for interop and debugging.
 
 use opencv::core::{Mat, Vec3b, Vector};
