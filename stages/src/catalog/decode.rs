@@ -115,6 +115,13 @@ impl Stage for DecodeStage {
                 !cancel.load(Ordering::Relaxed)
             })
             .map_err(|e| StageError::new(e.to_string()))?;
+        if self.cancel.load(Ordering::Relaxed) {
+            // Stopped early on Ctrl-C: fail the item so no sink commits a partial video.
+            return Err(StageError::new(format!(
+                "interrupted (Ctrl-C) after {} frames",
+                report.frames_out
+            )));
+        }
         ctx.count("frames_decoded", report.frames_decoded);
         ctx.count("frames_out", report.frames_out);
         for (key, n) in [
