@@ -4,6 +4,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
-cargo build --release --bin fakestormer
-./target/release/fakestormer run specs/demo-decode.toml --out runs/demo-decode
+cargo build --bin fakestormer   # dev profile: dependencies are built optimised (Cargo.toml)
+./target/debug/fakestormer run specs/demo-decode.toml --out runs/demo-decode
 echo "demo output: $ROOT/runs/demo-decode (report.json and one JSON per video)"
