@@ -372,7 +372,6 @@ fn run_worker(
                     }
                     let mut cap = Some(cap);
                     let cancel = ctx.cancel.clone();
-                    let mut cancelled_handled = false;
                     move |(input, frontier), output| {
                         input.for_each(|_time, data| {
                             for (ordinal, id, json) in data.drain(..) {
@@ -408,18 +407,9 @@ fn run_worker(
                             }
                             return;
                         };
-                        if cancel.load(Ordering::SeqCst) && !cancelled_handled {
-                            cancelled_handled = true;
-                            let dropped = c.drop_pending();
-                            if let Some(cp) = cap.as_ref() {
-                                let mut s = output.session(cp);
-                                for (o, id) in dropped {
-                                    s.give(Event::NotStarted(o, id));
-                                }
-                            }
-                        }
-                        if cancelled_handled {
-                            // Items arriving after Ctrl-C are reported, not started.
+                        // After Ctrl-C, items not yet in the chain (also ones still arriving
+                        // from other workers) are reported as not started.
+                        if cancel.load(Ordering::SeqCst) {
                             let dropped = c.drop_pending();
                             if let Some(cp) = cap.as_ref() {
                                 let mut s = output.session(cp);
