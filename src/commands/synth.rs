@@ -55,8 +55,11 @@ struct Failure {
     reason: String,
 }
 
+/// A loaded clip with its index among the epoch's clips (its item number).
+type Loaded = (usize, ClipRef, ClipInput);
+
 /// The first `items` clips, loaded; clips that fail to load are reported, not fatal.
-fn load(src: &Source) -> anyhow::Result<(Vec<(usize, ClipRef, ClipInput)>, Vec<Failure>)> {
+fn load(src: &Source) -> anyhow::Result<(Vec<Loaded>, Vec<Failure>)> {
     if src.items == 0 {
         bail!("--items must be at least 1");
     }
