@@ -96,15 +96,15 @@ fn key(src: &Source, item: usize) -> ItemKey {
     }
 }
 
-fn report(failed: &[Failure], done: usize, out: &Path) {
+/// Lists failed items on stderr and a summary on stdout (`out`: the file written, if any).
+fn report(failed: &[Failure], done: usize, out: Option<&Path>) {
     for f in failed {
         eprintln!("item {} ({}): failed: {}", f.item, f.clip, f.reason);
     }
-    println!(
-        "{done} clips synthesized, {} failed; wrote {}",
-        failed.len(),
-        out.display()
-    );
+    let wrote = out.map_or("nothing written".to_string(), |p| {
+        format!("wrote {}", p.display())
+    });
+    println!("{done} clips synthesized, {} failed; {wrote}", failed.len());
 }
 
 /// Runs a `synth` subcommand; exit code 0 when the output was written (failed items are listed
@@ -130,12 +130,12 @@ pub fn run(cmd: SynthCommand) -> anyhow::Result<i32> {
             }
             failed.sort_by_key(|f| f.item);
             if pairs.is_empty() {
-                report(&failed, 0, &out);
+                report(&failed, 0, None);
                 bail!("no clip could be synthesized; nothing written");
             }
             preview::write_png(&pairs, &out)
                 .with_context(|| format!("writing {}", out.display()))?;
-            report(&failed, pairs.len(), &out);
+            report(&failed, pairs.len(), Some(&out));
             Ok(0)
         }
         SynthCommand::Dump { src, out, threads } => {
@@ -163,7 +163,7 @@ pub fn run(cmd: SynthCommand) -> anyhow::Result<i32> {
             }
             failed.sort_by_key(|f| f.item);
             if pairs.is_empty() {
-                report(&failed, 0, &out);
+                report(&failed, 0, None);
                 bail!("no clip could be synthesized; nothing written");
             }
             for f in &failed {
@@ -185,7 +185,7 @@ pub fn run(cmd: SynthCommand) -> anyhow::Result<i32> {
             )?;
             b.write_safetensors(&out, meta)
                 .with_context(|| format!("writing {}", out.display()))?;
-            report(&failed, pairs.len(), &out);
+            report(&failed, pairs.len(), Some(&out));
             Ok(0)
         }
     }
