@@ -28,6 +28,9 @@ enum Command {
     /// Inspect, convert and run the FakeSTormer network.
     #[command(subcommand)]
     Model(commands::model::ModelCommand),
+    /// Preview or dump self-blended training clips sampled from shard stores.
+    #[command(subcommand)]
+    Synth(commands::synth::SynthCommand),
 }
 
 fn main() {
@@ -45,6 +48,7 @@ fn main() {
         Command::Spec(c) => commands::spec::run(c),
         Command::Manifest(c) => commands::manifest::run(c),
         Command::Model(c) => commands::model::run(c),
+        Command::Synth(c) => commands::synth::run(c),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -5,6 +5,7 @@ pub mod manifest;
 pub mod model;
 pub mod run;
 pub mod spec;
+pub mod synth;
 
 use std::sync::Arc;
 

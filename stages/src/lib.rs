@@ -3,6 +3,7 @@
 
 pub mod align;
 pub mod catalog;
+pub mod clips;
 pub mod crop;
 pub mod decode;
 pub mod detect;

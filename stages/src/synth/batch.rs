@@ -2,7 +2,7 @@
 //! contiguous N×C×T×H×W tensors (ImageNet-normalised f32, optionally bf16) plus every target, and
 //! a safetensors writer for `synth dump`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use half::bf16;
@@ -254,8 +254,40 @@ impl Batch {
             "images N x C x T x H x W, ImageNet-normalised RGB; targets N x 1 x T x g x g".into(),
         );
         let bytes = safetensors::tensor::serialize(tensors, Some(meta)).map_err(st)?;
-        write_atomic(path, &bytes)
+        write_atomic(path, &canonical_header(bytes)?)
     }
+}
+
+/// Rewrites a safetensors file's JSON header with sorted keys. `safetensors` writes the
+/// metadata map in `HashMap` order, which differs between runs once it has more than one key;
+/// sorting makes equal batches byte-identical files. Data offsets are relative to the end of the
+/// header, so only the header changes.
+fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>, SynthError> {
+    let bad = |r: String| SynthError::SafeTensors(format!("re-reading own header: {r}"));
+    let n = u64::from_le_bytes(
+        bytes
+            .get(..8)
+            .ok_or_else(|| bad("file shorter than 8 bytes".into()))?
+            .try_into()
+            .map_err(|_| bad("length prefix".into()))?,
+    ) as usize;
+    let header = bytes
+        .get(8..8 + n)
+        .ok_or_else(|| bad("header past the end".into()))?;
+    let mut map: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|e| bad(e.to_string()))?;
+    if let Some(m) = map.get_mut("__metadata__") {
+        let sorted: BTreeMap<String, String> =
+            serde_json::from_value(m.take()).map_err(|e| bad(e.to_string()))?;
+        *m = serde_json::to_value(sorted).map_err(|e| bad(e.to_string()))?;
+    }
+    let mut head = serde_json::to_vec(&map).map_err(|e| bad(e.to_string()))?;
+    head.resize(head.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + head.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(head.len() as u64).to_le_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
 }
 
 /// Writes `bytes` to `path` through a temporary sibling and a rename.
@@ -339,4 +371,59 @@ pub fn describe_pairs(pairs: &[SynthesizedPair]) -> HashMap<String, String> {
         meta.insert(format!("item.{i}.attempt"), p.attempt.to_string());
     }
     meta
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_batch() -> Batch {
+        let (n, t, s, g) = (2, 1, 2, 1);
+        Batch {
+            clips: n,
+            frames: t,
+            size: s,
+            grid: g,
+            images: (0..n * 3 * t * s * s).map(|v| v as f32 * 0.5).collect(),
+            heatmap: vec![0.25; n * t * g * g],
+            spatial: vec![0.0, 1.0],
+            labels: vec![0.0, 1.0],
+            mask: vec![1; n * t * g * g],
+            order: vec![(0, false), (0, true)],
+        }
+    }
+
+    /// Many metadata keys: every `HashMap` gets its own iteration order, so without the
+    /// canonical header the two files differ.
+    #[test]
+    fn files_with_many_metadata_keys_are_byte_identical() {
+        let dir = std::env::temp_dir().join(format!("batch_meta_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let meta = || -> HashMap<String, String> {
+            (0..32)
+                .map(|i| (format!("k{i}"), format!("v{i}")))
+                .collect()
+        };
+        let b = tiny_batch();
+        let (pa, pb) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
+        b.write_safetensors(&pa, meta()).unwrap();
+        b.write_safetensors(&pb, meta()).unwrap();
+        let (a, c) = (std::fs::read(&pa).unwrap(), std::fs::read(&pb).unwrap());
+        assert!(a == c, "headers differ between two writes");
+        let st = safetensors::SafeTensors::deserialize(&a).unwrap();
+        assert_eq!(st.tensor("images").unwrap().shape(), &[2, 3, 1, 2, 2]);
+        let got: Vec<f32> = st
+            .tensor("images")
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(got, b.images);
+        let (_, m) = safetensors::SafeTensors::read_metadata(&a).unwrap();
+        let m = m.metadata().as_ref().unwrap();
+        assert_eq!(m.get("k31").map(String::as_str), Some("v31"));
+        assert_eq!(m.len(), 33);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
