@@ -202,6 +202,7 @@ fn preprocess_finds_faces_reports_bad_inputs_exports_and_skips_done_items() {
         "{ls}"
     );
     assert!(!out.join("shards/bad").exists());
+    assert!(!out.join(".staging").exists(), "staging folder left behind");
 
     // Export: NNN.png per stored frame + the landmarks JSON with 68 points each.
     let exp = dir.join("export");

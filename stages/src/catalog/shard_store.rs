@@ -29,6 +29,19 @@ pub fn staging_dir(out: &Path, id: &str) -> PathBuf {
     pipeline::naming::item_path(&out.join(STAGING_DIR), id, "store")
 }
 
+/// Removes the now-empty folders between `path` and the staging root, so a finished run leaves
+/// no staging skeleton behind (`remove_dir` refuses non-empty folders, which other workers own).
+pub fn prune_staging(out: &Path, path: &Path) {
+    let root = out.join(STAGING_DIR);
+    let mut cur = path.parent();
+    while let Some(d) = cur {
+        if !d.starts_with(&root) || std::fs::remove_dir(d).is_err() {
+            break;
+        }
+        cur = d.parent();
+    }
+}
+
 /// What `preprocess` passes to `shard-store` for one video.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PreprocessedVideo {
@@ -94,6 +107,7 @@ impl Stage for ShardStoreSink {
                     dest.display()
                 ))
             })?;
+            prune_staging(&self.out, staged);
         }
         ctx.emit(dest);
         Ok(())
@@ -102,11 +116,13 @@ impl Stage for ShardStoreSink {
     fn finish_item(
         &mut self,
         failed: bool,
-        _ctx: &mut StageContext<'_, PathBuf>,
+        ctx: &mut StageContext<'_, PathBuf>,
     ) -> Result<(), StageError> {
         if failed {
             // Nothing of a failed item stays behind, so a rerun redoes it.
-            let _ = std::fs::remove_dir_all(staging_dir(&self.out, _ctx.item().id()));
+            let staged = staging_dir(&self.out, ctx.item().id());
+            let _ = std::fs::remove_dir_all(&staged);
+            prune_staging(&self.out, &staged);
         }
         Ok(())
     }
