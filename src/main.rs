@@ -19,6 +19,11 @@ struct Cli {
 enum Command {
     /// Run a pipeline spec (on this process, or as one process of a cluster).
     Run(commands::run::RunArgs),
+    /// Preprocess videos into shard stores (face crops + landmarks) with a preprocess spec.
+    Preprocess(commands::preprocess::PreprocessArgs),
+    /// List, verify or export shard stores.
+    #[command(subcommand)]
+    Shards(commands::shards::ShardsCommand),
     /// Check or print pipeline specs.
     #[command(subcommand)]
     Spec(commands::spec::SpecCommand),
@@ -45,6 +50,8 @@ fn main() {
         .init();
     let result = match cli.command {
         Command::Run(a) => commands::run::run(a, cli.quiet),
+        Command::Preprocess(a) => commands::preprocess::run(a, cli.quiet),
+        Command::Shards(c) => commands::shards::run(c),
         Command::Spec(c) => commands::spec::run(c),
         Command::Manifest(c) => commands::manifest::run(c),
         Command::Model(c) => commands::model::run(c),

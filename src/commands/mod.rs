@@ -3,7 +3,9 @@
 pub mod cluster;
 pub mod manifest;
 pub mod model;
+pub mod preprocess;
 pub mod run;
+pub mod shards;
 pub mod spec;
 pub mod synth;
 

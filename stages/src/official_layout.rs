@@ -106,10 +106,23 @@ pub fn export_official(
     out: &Path,
     opts: &ExportOptions,
 ) -> Result<ExportReport, ExportError> {
+    export_official_stores(std::slice::from_ref(reader), out, opts)
+}
+
+/// [`export_official`] over several stores (e.g. the one-store-per-video output of the
+/// `shard-store` sink), with one landmarks JSON per split covering all of them.
+pub fn export_official_stores(
+    readers: &[ShardReader],
+    out: &Path,
+    opts: &ExportOptions,
+) -> Result<ExportReport, ExportError> {
     let mut report = ExportReport::default();
     // split -> (landmark count, entries)
     let mut per_split: BTreeMap<String, (usize, Vec<JsonEntry>)> = BTreeMap::new();
-    for v in reader.videos() {
+    for (reader, v) in readers
+        .iter()
+        .flat_map(|r| r.videos().iter().map(move |v| (r, v)))
+    {
         let meta = &v.meta;
         let rel_dir = format!("{}/videos/{}/{}", meta.split, meta.category, meta.video_id);
         let crops = reader.read_frames(&meta.video_id, 0..v.frames.len())?;

@@ -5,9 +5,16 @@
 
 mod decode;
 mod frame_stats;
+mod preprocess;
+mod shard_store;
 
 pub use decode::{DecodeParams, DecodeStage};
 pub use frame_stats::{FrameStats, FrameStatsParams};
+pub use preprocess::{PreprocessParams, PreprocessStage, DEBIAN_PREDICTOR};
+pub use shard_store::{
+    find_stores, is_done, open_store, prune_staging, staging_dir, store_dir, PreprocessedVideo,
+    ShardStoreParams, ShardStoreSink, STAGING_DIR, STORES_DIR,
+};
 
 use pipeline::Registry;
 
@@ -22,5 +29,15 @@ pub fn register(registry: &mut Registry) {
         "frame-stats",
         "frames -> <out>/<id>.json with per-frame index, time, size and pixel hash",
         |p: &FrameStatsParams, ctx| Ok(FrameStats::new(p, ctx)),
+    );
+    registry.stage(
+        "preprocess",
+        "video file -> face crops + landmarks in its own shard store (decode, detect, crop, align)",
+        |p: &PreprocessParams, ctx| PreprocessStage::new(p, ctx),
+    );
+    registry.sink(
+        "shard-store",
+        "preprocessed videos -> <out>/shards/<id>.store/ (one shard store per video)",
+        |p: &ShardStoreParams, ctx| Ok(ShardStoreSink::new(p, ctx)),
     );
 }

