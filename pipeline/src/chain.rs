@@ -370,40 +370,25 @@ fn run_worker(
         match msg {
             Msg::Record(item, payload) => {
                 me.records_in.fetch_add(1, Ordering::Relaxed);
-                let mut notes = RecordNotes::default();
-                let start = Instant::now();
-                let result = {
-                    let mut emit = |out: AnyRecord| {
-                        if let Some(n) = &next {
-                            chain.born();
-                            n.send(Msg::Record(item.clone(), out));
-                        }
-                    };
-                    // A panicking stage must not take the run down: it fails this record.
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        stage.process(payload, &item.info, &mut emit, &mut notes)
-                    }))
-                    .unwrap_or_else(|p| Err(panic_reason(p).into()))
-                };
+                let (notes, result, start) = guarded(
+                    &item,
+                    &next,
+                    &chain,
+                    |st, info, emit, notes| st.process(payload, info, emit, notes),
+                    &mut stage,
+                );
                 chain.consumed();
                 record(&item, s, &me, &notes, result, start, true);
             }
             Msg::End(item) => {
                 let failed = !item.state.lock().expect("item lock").failures.is_empty();
-                let mut notes = RecordNotes::default();
-                let start = Instant::now();
-                let result = {
-                    let mut emit = |out: AnyRecord| {
-                        if let Some(n) = &next {
-                            chain.born();
-                            n.send(Msg::Record(item.clone(), out));
-                        }
-                    };
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        stage.finish_item(failed, &item.info, &mut emit, &mut notes)
-                    }))
-                    .unwrap_or_else(|p| Err(panic_reason(p).into()))
-                };
+                let (notes, result, start) = guarded(
+                    &item,
+                    &next,
+                    &chain,
+                    |st, info, emit, notes| st.finish_item(failed, info, emit, notes),
+                    &mut stage,
+                );
                 record(&item, s, &me, &notes, result, start, false);
                 match &next {
                     Some(n) => n.send(Msg::End(item)),
@@ -427,6 +412,35 @@ fn run_worker(
             }
         }
     }
+}
+
+/// Runs one stage call with an emitter into the next queue, timing it and turning a panic into a
+/// failure of this record (a panicking stage must not take the run down).
+fn guarded(
+    item: &Arc<Item>,
+    next: &Option<Arc<Inlet>>,
+    chain: &ChainLive,
+    call: impl FnOnce(
+        &mut Box<dyn DynStage>,
+        &ItemInfo,
+        &mut dyn FnMut(AnyRecord),
+        &mut RecordNotes,
+    ) -> Result<(), crate::stage::StageError>,
+    stage: &mut Box<dyn DynStage>,
+) -> (RecordNotes, Result<(), crate::stage::StageError>, Instant) {
+    let mut notes = RecordNotes::default();
+    let start = Instant::now();
+    let mut emit = |out: AnyRecord| {
+        if let Some(n) = next {
+            chain.born();
+            n.send(Msg::Record(item.clone(), out));
+        }
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        call(stage, &item.info, &mut emit, &mut notes)
+    }))
+    .unwrap_or_else(|p| Err(panic_reason(p).into()));
+    (notes, result, start)
 }
 
 fn panic_reason(p: Box<dyn std::any::Any + Send>) -> String {

@@ -72,29 +72,7 @@ pub fn run(args: PreprocessArgs, quiet: bool) -> anyhow::Result<i32> {
         .with_context(|| format!("resolving {}", args.manifest.display()))?;
     let text = with_manifest(&text, &manifest)?;
     let spec = pipeline::parse_spec(&path, &text, &registry).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let cancel = super::run::cancel_flag();
-    let opts = pipeline::RunOptions {
-        out_dir: Some(args.out.clone()),
-        quiet,
-        cancel,
-    };
-    let report = pipeline::run(&spec, registry, &args.cluster.options(), &opts)
-        .with_context(|| format!("preprocessing {}", args.manifest.display()))?;
-    let Some(report) = report else {
-        if !quiet {
-            eprintln!(
-                "process {} done; process 0 writes the report",
-                args.cluster.process
-            );
-        }
-        return Ok(0);
-    };
-    super::run::summarize(&report, &args.out, quiet);
-    Ok(if report.status == "interrupted" {
-        130
-    } else {
-        0
-    })
+    super::run::execute(&spec, registry, &args.cluster, Some(args.out), quiet)
 }
 
 #[cfg(test)]

@@ -40,24 +40,35 @@ pub fn cancel_flag() -> Arc<AtomicBool> {
 pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<i32> {
     let registry = super::registry();
     let spec = pipeline::load_spec(&args.spec, &registry).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let cancel = cancel_flag();
+    execute(&spec, registry, &args.cluster, args.out, quiet)
+}
+
+/// Runs a loaded spec with Ctrl-C handling, prints the outcome, and returns the exit code (130
+/// when interrupted). Every command that runs a pipeline goes through here.
+pub fn execute(
+    spec: &pipeline::LoadedSpec,
+    registry: std::sync::Arc<pipeline::Registry>,
+    cluster: &ClusterArgs,
+    out: Option<PathBuf>,
+    quiet: bool,
+) -> anyhow::Result<i32> {
     let opts = pipeline::RunOptions {
-        out_dir: args.out.clone(),
+        out_dir: out.clone(),
         quiet,
-        cancel: cancel.clone(),
+        cancel: cancel_flag(),
     };
-    let report = pipeline::run(&spec, registry, &args.cluster.options(), &opts)
-        .with_context(|| format!("running {}", args.spec.display()))?;
+    let report = pipeline::run(spec, registry, &cluster.options(), &opts)
+        .with_context(|| format!("running {}", spec.path.display()))?;
     let Some(report) = report else {
         if !quiet {
             eprintln!(
                 "process {} done; process 0 writes the report",
-                args.cluster.process
+                cluster.process
             );
         }
         return Ok(0);
     };
-    let out = args.out.unwrap_or_else(|| PathBuf::from(&spec.spec.output));
+    let out = out.unwrap_or_else(|| PathBuf::from(&spec.spec.output));
     summarize(&report, &out, quiet);
     Ok(if report.status == "interrupted" {
         130
