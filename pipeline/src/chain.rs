@@ -291,14 +291,17 @@ impl Chain {
     pub fn pump(&mut self) -> usize {
         if let Some(inlet) = &self.inlet {
             while let Some(msg) = self.pending.pop_front() {
+                // Counted before the send: the stage may consume the record before we return.
                 let is_record = matches!(msg, Msg::Record(..));
-                match inlet.try_send(msg) {
-                    Ok(()) if is_record => self.chain_live.born(),
-                    Ok(()) => {}
-                    Err(msg) => {
-                        self.pending.push_front(msg);
-                        break;
+                if is_record {
+                    self.chain_live.born();
+                }
+                if let Err(msg) = inlet.try_send(msg) {
+                    if is_record {
+                        self.chain_live.consumed();
                     }
+                    self.pending.push_front(msg);
+                    break;
                 }
             }
         }

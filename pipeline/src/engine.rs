@@ -260,6 +260,7 @@ pub fn run(
         },
         manifest_dir,
         quiet: opts.quiet,
+        panicked: Arc::new(AtomicBool::new(false)),
     });
 
     let started = Instant::now();
@@ -316,12 +317,24 @@ pub fn run(
 type RowInput =
     InputHandle<u64, timely::container::CapacityContainerBuilder<Vec<(u64, String, String)>>>;
 
+/// Sets the flag if the owning worker thread unwinds.
+struct PanicFlag(Arc<AtomicBool>);
+
+impl Drop for PanicFlag {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 struct Shared {
     rows: std::sync::Mutex<Option<Vec<ManifestRow>>>,
     plans: Vec<StagePlan>,
     base_ctx: BuildContext,
     manifest_dir: PathBuf,
     quiet: bool,
+    panicked: Arc<AtomicBool>,
 }
 
 fn run_worker(
@@ -476,7 +489,18 @@ fn run_worker(
         }
     }
     drop(input);
+    // A worker that panics never releases its capabilities; the others would wait forever.
+    // Each worker flags its own panic, and every worker stops when it sees the flag.
+    let _panic_guard = PanicFlag(shared.panicked.clone());
     while !probe.done() {
+        if shared.panicked.load(Ordering::SeqCst) {
+            for id in worker.installed_dataflows() {
+                worker.drop_dataflow(id);
+            }
+            return Err(EngineError::Dataflow(
+                "another worker of this process panicked; the run stopped".into(),
+            ));
+        }
         worker.step_or_park(Some(Duration::from_millis(20)));
         if let Some(p) = progress.borrow().as_ref() {
             p.tick();
