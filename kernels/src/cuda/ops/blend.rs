@@ -23,33 +23,18 @@ impl CudaBackend {
         hw: usize,
         c: usize,
     ) -> Result<(), CudaError> {
-        const OP: &str = "blend_fwd";
-        for (name, buf, len) in [
-            ("src", src.len(), n * hw * c),
-            ("tgt", tgt.len(), n * hw * c),
-            ("mask", mask.len(), n * hw),
-            ("ratio", ratio.len(), n),
-            ("out", out.len(), n * hw * c),
-            ("boundary", boundary.len(), n * hw),
-        ] {
-            need(OP, name, buf, len)?;
-        }
-        let (ni, hwi, ci) = (int(OP, "n", n)?, int(OP, "hw", hw)?, int(OP, "c", c)?);
-        let f = self.function(Family::Blend, "blend_fwd_f32")?;
-        let mut b = self.stream.launch_builder(&f);
-        b.arg(src)
-            .arg(tgt)
-            .arg(mask)
-            .arg(ratio)
-            .arg(out)
-            .arg(boundary)
-            .arg(&ni)
-            .arg(&hwi)
-            .arg(&ci);
-        // SAFETY: every buffer was checked to hold the n·hw(·c) elements the kernel touches.
-        launched(
-            OP,
-            unsafe { b.launch(cfg((self.grid_for(n * hw), 1, 1), (256, 1, 1))) }.map(drop),
+        self.blend_fwd_any(
+            "blend_fwd",
+            "blend_fwd_f32",
+            src,
+            tgt,
+            mask,
+            ratio,
+            out,
+            boundary,
+            n,
+            hw,
+            c,
         )
     }
 
@@ -119,7 +104,37 @@ impl CudaBackend {
         hw: usize,
         c: usize,
     ) -> Result<(), CudaError> {
-        const OP: &str = "blend_fwd_u8";
+        self.blend_fwd_any(
+            "blend_fwd_u8",
+            "blend_fwd_u8",
+            src,
+            tgt,
+            mask,
+            ratio,
+            out,
+            boundary,
+            n,
+            hw,
+            c,
+        )
+    }
+
+    /// The forward launch shared by the f32 and uint8 image variants (same arguments, same grid).
+    #[allow(clippy::too_many_arguments)]
+    fn blend_fwd_any<T: cudarc::driver::DeviceRepr>(
+        &self,
+        op: &'static str,
+        kernel: &'static str,
+        src: &CudaSlice<T>,
+        tgt: &CudaSlice<T>,
+        mask: &CudaSlice<f32>,
+        ratio: &CudaSlice<f32>,
+        out: &mut CudaSlice<T>,
+        boundary: &mut CudaSlice<f32>,
+        n: usize,
+        hw: usize,
+        c: usize,
+    ) -> Result<(), CudaError> {
         for (name, buf, len) in [
             ("src", src.len(), n * hw * c),
             ("tgt", tgt.len(), n * hw * c),
@@ -128,10 +143,10 @@ impl CudaBackend {
             ("out", out.len(), n * hw * c),
             ("boundary", boundary.len(), n * hw),
         ] {
-            need(OP, name, buf, len)?;
+            need(op, name, buf, len)?;
         }
-        let (ni, hwi, ci) = (int(OP, "n", n)?, int(OP, "hw", hw)?, int(OP, "c", c)?);
-        let f = self.function(Family::Blend, "blend_fwd_u8")?;
+        let (ni, hwi, ci) = (int(op, "n", n)?, int(op, "hw", hw)?, int(op, "c", c)?);
+        let f = self.function(Family::Blend, kernel)?;
         let mut b = self.stream.launch_builder(&f);
         b.arg(src)
             .arg(tgt)
@@ -142,9 +157,9 @@ impl CudaBackend {
             .arg(&ni)
             .arg(&hwi)
             .arg(&ci);
-        // SAFETY: sizes checked above.
+        // SAFETY: every buffer was checked to hold the n·hw(·c) elements the kernel touches.
         launched(
-            OP,
+            op,
             unsafe { b.launch(cfg((self.grid_for(n * hw), 1, 1), (256, 1, 1))) }.map(drop),
         )
     }
