@@ -7,6 +7,7 @@
 pub mod atomic_file;
 pub mod chain;
 pub mod engine;
+pub mod job;
 pub mod manifest;
 pub mod naming;
 pub mod progress;
@@ -17,6 +18,7 @@ pub mod spec;
 pub mod stage;
 
 pub use engine::{run, ClusterOptions, EngineError, RunOptions};
+pub use job::{load_job, parse_job, LoadedJob};
 pub use registry::{ParamProblem, Params, Registry, Role, ValidateContext};
 pub use spec::{load_spec, parse_spec, LoadedSpec, Spec, SpecErrors};
 pub use stage::{BuildContext, ItemInfo, Stage, StageContext, StageError};

@@ -182,7 +182,7 @@ impl Registry {
 }
 
 /// Parses parameters with spans kept, validates them, and returns them with defaults filled.
-fn resolve_params<P: Params>(
+pub(crate) fn resolve_params<P: Params>(
     value: Spanned<DeValue<'_>>,
     ctx: &ValidateContext,
 ) -> Result<toml::Value, Vec<SpanProblem>> {
@@ -194,7 +194,7 @@ fn resolve_params<P: Params>(
             .collect(),
         _ => BTreeMap::new(),
     };
-    let params = P::deserialize(ValueDeserializer::from(value)).map_err(|e| {
+    let params = P::deserialize(ValueDeserializer::from(value.clone())).map_err(|e| {
         let span = e.span().unwrap_or(whole.clone());
         let (message, hint) = split_serde_message(e.message());
         vec![(span, message, hint)]
@@ -205,7 +205,15 @@ fn resolve_params<P: Params>(
             .into_iter()
             .map(|p| {
                 let first = p.field.split('.').next().unwrap_or("");
-                let span = key_spans.get(first).cloned().unwrap_or(whole.clone());
+                let nested = match value.get_ref() {
+                    DeValue::Table(t) => {
+                        crate::spec::find_key_value_span(t, &p.field.split('.').collect::<Vec<_>>())
+                    }
+                    _ => None,
+                };
+                let span = nested
+                    .or_else(|| key_spans.get(first).cloned())
+                    .unwrap_or(whole.clone());
                 let message = if key_spans.contains_key(first) {
                     format!("`{}`: {}", p.field, p.message)
                 } else {

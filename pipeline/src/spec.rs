@@ -496,7 +496,7 @@ fn kinds_with_role(registry: &Registry, role: Role) -> Vec<&'static str> {
         .collect()
 }
 
-fn find_key_value_span(root: &DeTable<'_>, path: &[&str]) -> Option<Range<usize>> {
+pub(crate) fn find_key_value_span(root: &DeTable<'_>, path: &[&str]) -> Option<Range<usize>> {
     let (first, rest) = path.split_first()?;
     let (k, v) = root.iter().find(|(k, _)| k.get_ref() == first)?;
     if rest.is_empty() {
