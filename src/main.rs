@@ -3,6 +3,7 @@
 
 mod commands;
 mod train;
+mod plot;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,8 @@ enum Command {
     Synth(commands::synth::SynthCommand),
     /// Train the detector on real videos and their self-blended fakes (a train spec).
     Train(commands::train::TrainArgs),
+    /// Render loss/accuracy/learning-rate curves of a training run to PNG.
+    Plot(commands::plot::PlotArgs),
 }
 
 fn main() {
@@ -60,6 +63,7 @@ fn main() {
         Command::Model(c) => commands::model::run(c),
         Command::Synth(c) => commands::synth::run(c),
         Command::Train(a) => commands::train::run(a, cli.quiet),
+        Command::Plot(a) => commands::plot::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),
