@@ -2,8 +2,8 @@
 //! every job driven by a declarative, reproducible pipeline spec.
 
 mod commands;
-mod train;
 mod plot;
+mod train;
 
 use clap::{Parser, Subcommand};
 

@@ -167,8 +167,9 @@ fn run_on<B: Backend>(
         },
     );
     let mut rng = ChaCha8Rng::seed_from_u64(s.seed ^ DROPOUT_SALT);
+    let trajectory = s.trajectory_hash();
     let mut progress = Progress {
-        spec_hash: job.hash.clone(),
+        spec_hash: trajectory.clone(),
         ..Progress::default()
     };
     let ckpt = out.join("checkpoint.safetensors");
@@ -184,12 +185,12 @@ fn run_on<B: Backend>(
             };
             let (p, r) = checkpoint::load(&path, be, &mut net, &mut opt)
                 .with_context(|| format!("resuming from {}", path.display()))?;
-            if p.spec_hash != job.hash {
+            if p.spec_hash != trajectory {
                 bail!(
-                    "{} was written by another spec (hash {}…, this spec {}…): resume with the spec that started the run",
+                    "{} was written by another spec (trajectory hash {}…, this spec {}…): resume with the spec that started the run (only name, description, output, device, data threads/prefetch and the checkpoint interval may change)",
                     path.display(),
                     p.spec_hash.get(..12).unwrap_or(&p.spec_hash),
-                    &job.hash[..12]
+                    &trajectory[..12]
                 );
             }
             progress = p;

@@ -336,3 +336,23 @@ impl Params for TrainSpec {
         p
     }
 }
+
+impl TrainSpec {
+    /// Identity of the training trajectory: the spec without the settings that do not change
+    /// what is computed (name, description, output, device, data threads and prefetch, checkpoint
+    /// interval), so a run may be resumed on another device or with other thread counts, but not
+    /// with other data, model, optimiser or schedule.
+    pub fn trajectory_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut s = self.clone();
+        s.name.clear();
+        s.description.clear();
+        s.output.clear();
+        s.device.clear();
+        s.data.threads = 0;
+        s.data.prefetch = 0;
+        s.train.checkpoint_every = 0;
+        let text = toml::to_string(&s).unwrap_or_default();
+        hex::encode(Sha256::digest(text.as_bytes()))
+    }
+}
