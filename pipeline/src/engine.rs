@@ -203,6 +203,23 @@ pub fn run(
     cluster: &ClusterOptions,
     opts: &RunOptions,
 ) -> Result<Option<RunReport>, EngineError> {
+    let rows = if cluster.process == 0 {
+        load_items(spec)?
+    } else {
+        Vec::new()
+    };
+    run_items(spec, rows, registry, cluster, opts)
+}
+
+/// Runs a spec over `rows` instead of its whole manifest (incremental runs pass only the items to
+/// add or redo). Only process 0's rows are used; the other processes pass an empty list.
+pub fn run_items(
+    spec: &LoadedSpec,
+    rows: Vec<ManifestRow>,
+    registry: Arc<Registry>,
+    cluster: &ClusterOptions,
+    opts: &RunOptions,
+) -> Result<Option<RunReport>, EngineError> {
     let config = cluster.timely_config()?;
     let out_dir = opts
         .out_dir
@@ -212,11 +229,6 @@ pub fn run(
         path: out_dir.clone(),
         source,
     })?;
-    let rows = if cluster.process == 0 {
-        load_items(spec)?
-    } else {
-        Vec::new()
-    };
     let provenance = Provenance::new(&spec.spec.name, &spec.hash, spec.spec.seed);
     let manifest_dir = spec
         .manifest_path()
