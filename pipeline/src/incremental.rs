@@ -207,6 +207,22 @@ pub struct Current {
     pub mtime_ns: u64,
 }
 
+impl Current {
+    /// The index entry recording that `id`'s output at `output` was made from this input.
+    pub fn entry(&self, id: &str, output: &Path, spec_sha256: &str) -> IndexEntry {
+        IndexEntry {
+            id: id.to_owned(),
+            output: output.display().to_string(),
+            content_sha256: self.fingerprint.content.clone(),
+            row_sha256: self.fingerprint.row.clone(),
+            config_sha256: self.fingerprint.config.clone(),
+            size: self.size,
+            mtime_ns: self.mtime_ns,
+            spec_sha256: spec_sha256.to_owned(),
+        }
+    }
+}
+
 /// sha256 of the file at `path`, reusing `cached` (hash, size, mtime) when size and mtime agree.
 fn stamp(path: &Path, cached: Option<(&str, u64, u64)>) -> Result<(String, u64, u64), String> {
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
@@ -624,16 +640,7 @@ pub fn run(
             .or_else(|| plan.redo.get(&item.id).map(|(c, _)| c));
         let Some(cur) = cur else { continue };
         if item.status == "ok" {
-            let e = IndexEntry {
-                id: item.id.clone(),
-                output: (layout.output_of)(&item.id).display().to_string(),
-                content_sha256: cur.fingerprint.content.clone(),
-                row_sha256: cur.fingerprint.row.clone(),
-                config_sha256: cur.fingerprint.config.clone(),
-                size: cur.size,
-                mtime_ns: cur.mtime_ns,
-                spec_sha256: spec.hash.clone(),
-            };
+            let e = cur.entry(&item.id, &(layout.output_of)(&item.id), &spec.hash);
             index.insert(item.id.clone(), e);
         } else {
             failed += 1;
