@@ -290,9 +290,12 @@ fn spec_changes_redo_what_they_affect_and_filters_retire() {
     let out = tmp.path().join("out");
     let before = files(&out.join("shards"));
 
-    // Worker count, capacity and FFmpeg threads do not change outputs; rewriting an input with
+    // Worker count, capacity, FFmpeg and OpenCV threads do not change outputs; rewriting an input with
     // the same bytes (new mtime) does not either.
-    let neutral = spec(4, 2, "").replace("landmarks = true", "landmarks = true, threads = 2");
+    let neutral = spec(4, 2, "").replace(
+        "landmarks = true",
+        "landmarks = true, threads = 2, opencv_threads = 2",
+    );
     std::fs::write(
         tmp.path().join("s.toml"),
         neutral.replace("capacity = 4", "capacity = 2"),
@@ -301,6 +304,9 @@ fn spec_changes_redo_what_they_affect_and_filters_retire() {
     c.put("s1", CLIPS[1]);
     assert_eq!(counts(&c.run("out", 2)), [0, 0, 0, 3, 0, 0]);
     assert_eq!(files(&out.join("shards")), before);
+    // The claim behind that: a fresh run with those settings writes the same bytes.
+    assert_eq!(counts(&c.run("neutral", 2)), [3, 0, 0, 0, 3, 0]);
+    assert_eq!(files(&tmp.path().join("neutral/shards")), before);
 
     // frames 4 -> 3 changes every store.
     std::fs::write(tmp.path().join("s.toml"), spec(3, 1, "")).unwrap();

@@ -383,6 +383,7 @@ fn run_worker(
                     let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
                         let _ = wake.activate();
                     });
+                    let retry = scope.activator_for(info.address.clone());
                     let mut chain = match Chain::start(&plans, &ctx, wake) {
                         Ok(c) => Some(c),
                         Err(e) => {
@@ -443,7 +444,12 @@ fn run_worker(
                                 }
                             }
                         }
-                        c.pump();
+                        // Records still waiting for room in the first queue: look again
+                        // shortly. A completion would wake us, but none may be due (an item's
+                        // end marker waits while the stage works on its record).
+                        if c.pump() > 0 {
+                            retry.activate_after(Duration::from_millis(2));
+                        }
                         if let Some(cp) = cap.as_ref() {
                             let mut s = output.session(cp);
                             while let Some(done) = c.try_completion() {
