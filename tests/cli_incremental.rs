@@ -378,3 +378,70 @@ fn failed_items_are_not_recorded_retried_and_leave_no_stale_store() {
     );
     assert_eq!(stores(&out), ["t/bad.store", "t/good.store"]);
 }
+
+#[test]
+fn an_interrupted_run_records_what_it_finished_and_the_rerun_does_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Corpus::new(tmp.path());
+    let names: Vec<String> = (0..12).map(|i| format!("c{i:02}")).collect();
+    for n in &names {
+        c.put(n, CLIPS[0]);
+    }
+    let rows: Vec<(String, &str)> = names.iter().map(|n| (n.clone(), "test")).collect();
+    c.manifest(&rows);
+    let out = tmp.path().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fakestormer"))
+        .args(["--quiet", "preprocess", "--manifest"])
+        .arg(tmp.path().join("m.jsonl"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--spec")
+        .arg(tmp.path().join("s.toml"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while stores(&out).is_empty() {
+        assert!(start.elapsed().as_secs() < 120, "no store in 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["status"], "interrupted");
+    assert!(
+        r["counts"]["not_started"].as_u64().unwrap() > 0,
+        "interrupt came too late: {}",
+        r["counts"]
+    );
+    // Exactly the committed stores are recorded.
+    let index = std::fs::read_to_string(out.join("index.jsonl")).unwrap();
+    let recorded: Vec<String> = index
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["output"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("shards/")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(recorded, stores(&out));
+    assert_eq!(
+        recorded.len() as u64,
+        r["counts"]["completed"].as_u64().unwrap()
+    );
+    let done = recorded.len() as u64;
+    eprintln!("interrupted after {done} of 12 stores");
+
+    let r = c.run("out", 1);
+    assert_eq!(counts(&r), [12 - done, 0, 0, done, 12 - done, 0]);
+    assert_eq!(stores(&out).len(), 12);
+    assert!(!out.join(".staging").exists() && !out.join(".trash").exists());
+}
