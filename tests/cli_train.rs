@@ -306,3 +306,62 @@ fn spec_problems_and_foreign_resume_are_errors() {
     std::fs::write(&same, text).unwrap();
     ok(train(&same, &a, &["--resume", "auto", "--max-steps", "2"]));
 }
+
+/// The shipped train specs pass `spec check` (from a copy next to placeholders for the data,
+/// weights and model files they name), and `spec show` prints them with the defaults filled.
+#[test]
+fn shipped_train_specs_check() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut n = 0;
+    for e in std::fs::read_dir(root.join("specs")).unwrap() {
+        let src = e.unwrap().path();
+        let name = src.file_name().unwrap().to_string_lossy().into_owned();
+        if !(name.starts_with("train-") && name.ends_with(".toml")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&src).unwrap();
+        let t: toml::Table = text.parse().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let specs = tmp.path().join("specs");
+        std::fs::create_dir_all(specs.join("models")).unwrap();
+        std::fs::write(specs.join(&name), &text).unwrap();
+        for m in std::fs::read_dir(root.join("specs/models")).unwrap() {
+            let m = m.unwrap().path();
+            std::fs::copy(&m, specs.join("models").join(m.file_name().unwrap())).unwrap();
+        }
+        let get = |a: &str, b: &str| t.get(a).and_then(|x| x.get(b)).and_then(|v| v.as_str());
+        for dir in [get("data", "train"), get("data", "val")]
+            .into_iter()
+            .flatten()
+        {
+            std::fs::create_dir_all(specs.join(dir)).unwrap();
+        }
+        if let Some(w) = get("model", "init") {
+            std::fs::create_dir_all(specs.join(w).parent().unwrap()).unwrap();
+            std::fs::write(specs.join(w), b"placeholder").unwrap();
+        }
+        let o = bin()
+            .args(["spec", "check"])
+            .arg(specs.join(&name))
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let o = ok(bin()
+            .args(["spec", "show"])
+            .arg(specs.join(&name))
+            .output()
+            .unwrap());
+        let shown = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            shown.contains("rho = 0.05") && shown.contains("val_batch"),
+            "{shown}"
+        );
+        n += 1;
+    }
+    assert!(n >= 3, "only {n} train specs in specs/");
+}
