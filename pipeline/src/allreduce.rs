@@ -429,7 +429,9 @@ where
         let mut ar = ClusterReduce::new(worker, timeout);
         let r = f(&mut ar);
         if let Err(e) = &r {
-            ar.abort(&e.to_string());
+            // best effort: a peer that is already gone makes the flush panic; keep our error
+            let reason = e.to_string();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ar.abort(&reason)));
         }
         r
     })
