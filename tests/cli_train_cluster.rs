@@ -365,4 +365,34 @@ fn a_dead_rank_stops_the_other_and_mismatches_are_refused() {
         err.contains("peer process") || err.contains("timely communication error"),
         "{err}"
     );
+
+    // a rank that fails tells the other (rank 1 cannot read its checkpoint)
+    let hosts = hostfile(dir.path());
+    let missing = dir.path().join("missing.safetensors");
+    let r1 = spawn_rank(
+        &spec_path,
+        &out_dir,
+        &hosts,
+        1,
+        &["--resume", missing.to_str().unwrap()],
+    );
+    let r0 = spawn_rank(&spec_path, &out_dir, &hosts, 0, &["--resume", "auto"]);
+    let (o0, o1) = (
+        r0.wait_with_output().unwrap(),
+        r1.wait_with_output().unwrap(),
+    );
+    assert!(!o0.status.success() && !o1.status.success());
+    let err = String::from_utf8_lossy(&o0.stderr);
+    assert!(err.contains("rank 1 stopped the run"), "{err}");
+    assert!(err.contains("missing.safetensors"), "{err}");
+
+    // rerunning both with --resume continues from rank 0's last checkpoint to the end
+    let before = steps(&out_dir)
+        .iter()
+        .filter(|r| r["kind"] == "step")
+        .count();
+    let out = cluster(&spec_path, &out_dir, &["--resume", "auto"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("completed: 6 steps"), "{stdout}");
+    assert!(before >= 1 && !stdout.contains("(6 this run)"), "{stdout}");
 }

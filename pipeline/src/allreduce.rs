@@ -436,8 +436,18 @@ where
         r
     })
     .map_err(EngineError::Cluster)?;
+    // When a peer's connection breaks, timely's network threads panic and joining them panics
+    // in the guards' drop: turn that into an error naming the likely cause.
+    let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || guards.join()))
+        .map_err(|_| {
+            EngineError::Dataflow(
+                "the connection to a peer process broke (see the timely communication error above): \
+                 a peer probably died; rerun every process with --resume auto"
+                    .into(),
+            )
+        })?;
     let mut out = None;
-    for r in guards.join() {
+    for r in joined {
         out = Some(r.map_err(|panic| {
             EngineError::Dataflow(format!(
                 "the training worker stopped ({panic}); a peer process probably died or disconnected"
