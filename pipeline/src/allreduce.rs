@@ -535,6 +535,52 @@ mod tests {
             .is_ok());
     }
 
+    /// Two timely workers in one process exercise the same dataflow as two processes: over
+    /// several rounds (one with an empty replica) every worker gets the in-process result bit
+    /// for bit, with every replica's weight and meta.
+    #[test]
+    fn dataflow_rounds_equal_the_local_reduction_on_every_worker() {
+        let len = 1003;
+        let rounds: Vec<[Contribution; 2]> = (0..3u32)
+            .map(|k| {
+                let w1 = if k == 1 { 0 } else { 3 };
+                let mut c1 = contribution(10 + k, len, w1);
+                if w1 == 0 {
+                    c1.values.clear();
+                }
+                [contribution(20 + k, len, 5), c1]
+            })
+            .collect();
+        let want: Vec<Reduced> = rounds
+            .iter()
+            .map(|r| LocalReduce.all_reduce(len, r.to_vec()).unwrap())
+            .collect();
+        let rounds = std::sync::Arc::new(rounds);
+        let guards = timely::execute(timely::Config::process(2), move |worker| {
+            let mut ar = ClusterReduce::new(worker, Duration::from_secs(60));
+            let me = ar.rank();
+            rounds
+                .iter()
+                .map(|r| ar.all_reduce(len, vec![r[me].clone()]).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .unwrap();
+        for got in guards.join() {
+            let got = got.unwrap();
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.weights, w.weights);
+                assert_eq!(g.metas, w.metas);
+                assert!(g
+                    .values
+                    .iter()
+                    .zip(&w.values)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()));
+                assert_eq!(g.values.len(), len);
+            }
+        }
+    }
+
     #[test]
     fn all_weights_zero_gives_zeros() {
         let mut out = vec![1.0; 4];
