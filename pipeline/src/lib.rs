@@ -4,6 +4,7 @@
 //! ([`stage`], [`chain`]) on every timely worker ([`engine`]); worker 0 assembles the
 //! [`report`]. [`incremental`] runs redo only what the manifest or spec changed. Stage kinds come from a [`registry`] filled by the crates that implement them.
 
+pub mod allreduce;
 pub mod atomic_file;
 pub mod chain;
 pub mod engine;

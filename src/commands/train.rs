@@ -1,10 +1,12 @@
-//! `fakestormer train SPEC [--resume CKPT|auto] [--max-steps N] [--out DIR]`.
+//! `fakestormer train SPEC [--resume CKPT|auto] [--max-steps N] [--out DIR]`
+//! `[--processes N --process I --hostfile F]` (data-parallel: one replica per process).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 
+use super::cluster::ClusterArgs;
 use crate::train::spec::TrainSpec;
 use crate::train::{self, TrainOptions};
 
@@ -21,6 +23,12 @@ pub struct TrainArgs {
     /// Run folder instead of the spec's `output`.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Cluster: seconds a rank waits for the others at a gradient exchange before giving up
+    /// (must cover rank 0's validation).
+    #[arg(long, default_value_t = 1800)]
+    pub peer_timeout: u64,
 }
 
 pub fn run(a: TrainArgs, quiet: bool) -> anyhow::Result<i32> {
@@ -38,9 +46,18 @@ pub fn run(a: TrainArgs, quiet: bool) -> anyhow::Result<i32> {
             max_steps: a.max_steps,
             out: a.out,
             quiet,
+            cluster: a.cluster.options(),
+            peer_timeout: Some(std::time::Duration::from_secs(a.peer_timeout)),
         },
     )
     .with_context(|| format!("training {}", a.spec.display()))?;
+    if s.processes > 1 && a.cluster.process != 0 {
+        println!(
+            "rank {} of {}: {} steps; outputs are written by rank 0",
+            a.cluster.process, s.processes, s.global_step
+        );
+        return Ok(0);
+    }
     println!(
         "{}: {} steps ({} this run), {} epochs on {}; best val acc {}; data wait {:.1}% of the loop; {} clips skipped",
         s.status,

@@ -87,11 +87,12 @@ pub struct FailedItem {
     pub reason: String,
 }
 
-/// A batch ready for the model (None when every item of it failed).
+/// A batch ready for the model: one sub-batch per replica this process holds (None where every
+/// item of the replica's group failed).
 pub struct Prepared {
     pub epoch: u64,
     pub index: u64,
-    pub batch: Option<TrainBatch>,
+    pub parts: Vec<Option<TrainBatch>>,
     pub failed: Vec<FailedItem>,
     /// Seconds the data side spent on it.
     pub prep_s: f64,
@@ -181,6 +182,31 @@ pub fn assemble(
         .map_err(|e| e.to_string())
 }
 
+/// The item groups of a batch of `n` items over `replicas` replicas (DataParallel's chunks):
+/// contiguous in batch order, sizes differing by at most 1, the larger ones first.
+pub fn replica_groups(n: usize, replicas: usize) -> Vec<std::ops::Range<usize>> {
+    let r = replicas.max(1);
+    let mut start = 0;
+    (0..r)
+        .map(|i| {
+            let len = n / r + usize::from(i < n % r);
+            let g = start..start + len;
+            start += len;
+            g
+        })
+        .collect()
+}
+
+/// The synthesis/shuffle key of replica `replica`'s sub-batch of batch `index`:
+/// `index · replicas + replica` (so one replica keeps the single-device key `index`).
+pub fn replica_key(seed: u64, epoch: u64, index: u64, replicas: usize, replica: usize) -> BatchKey {
+    BatchKey {
+        seed,
+        epoch,
+        index: index * replicas as u64 + replica as u64,
+    }
+}
+
 /// Settings of the training data side.
 #[derive(Clone)]
 pub struct LoaderConfig {
@@ -192,6 +218,10 @@ pub struct LoaderConfig {
     pub sbv: SbvConfig,
     pub threads: usize,
     pub prefetch: usize,
+    /// Replicas the global batch is split into.
+    pub replicas: usize,
+    /// The replicas this process loads (all of them on one process; its own on a cluster).
+    pub local: std::ops::Range<usize>,
 }
 
 /// The running data thread; dropping it stops the thread at its next batch.
@@ -237,28 +267,35 @@ impl Loader {
                             return;
                         }
                         let t0 = Instant::now();
-                        let (pairs, mut failed) =
-                            synthesize_clips(&set, clips, cfg.seed, e, &cfg.sbv, cfg.threads);
-                        let key = BatchKey {
-                            seed: cfg.seed,
-                            epoch: e,
-                            index: i as u64,
-                        };
-                        let batch = match assemble(&pairs, key) {
-                            Ok(b) => b,
-                            Err(reason) => {
-                                failed.push(FailedItem {
-                                    epoch: e,
-                                    clip: format!("batch {i}"),
-                                    reason,
-                                });
-                                None
-                            }
-                        };
+                        let groups = replica_groups(clips.len(), cfg.replicas);
+                        let mut failed = Vec::new();
+                        let mut parts = Vec::new();
+                        for r in cfg.local.clone() {
+                            let group = &clips[groups[r].clone()];
+                            let (pairs, f) =
+                                synthesize_clips(&set, group, cfg.seed, e, &cfg.sbv, cfg.threads);
+                            failed.extend(f);
+                            let key = replica_key(cfg.seed, e, i as u64, cfg.replicas, r);
+                            parts.push(match assemble(&pairs, key) {
+                                Ok(b) => b,
+                                Err(reason) => {
+                                    failed.push(FailedItem {
+                                        epoch: e,
+                                        clip: if cfg.replicas == 1 {
+                                            format!("batch {i}")
+                                        } else {
+                                            format!("batch {i} replica {r}")
+                                        },
+                                        reason,
+                                    });
+                                    None
+                                }
+                            });
+                        }
                         let p = Prepared {
                             epoch: e,
                             index: i as u64,
-                            batch,
+                            parts,
                             failed,
                             prep_s: t0.elapsed().as_secs_f64(),
                         };

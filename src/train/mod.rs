@@ -8,13 +8,14 @@
 
 pub mod loader;
 pub mod metrics_log;
+pub mod replicas;
 pub mod schedule;
 pub mod spec;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -24,7 +25,8 @@ use model::config::ModelConfig;
 use model::network::{Mode, Network};
 use model::safetensors_io::write_safetensors;
 use model::train::{sam_step, OptimConfig, Optimizer};
-use pipeline::LoadedJob;
+use pipeline::allreduce::{AllReduce, LocalReduce};
+use pipeline::{ClusterOptions, LoadedJob};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -34,6 +36,7 @@ use stages::synth::targets::TargetMode;
 
 use loader::{EpochPlan, FailedItem, Loader, LoaderConfig, VideoFilter};
 use metrics_log::MetricsLog;
+use replicas::replicated_sam_step;
 use schedule::LinearDecay;
 use spec::{Device, TrainSpec};
 use validate::{validate, ValConfig, ValSet};
@@ -51,6 +54,11 @@ pub struct TrainOptions {
     /// Run folder instead of the spec's `output`.
     pub out: Option<PathBuf>,
     pub quiet: bool,
+    /// Cluster training: one replica per process (`--processes`, `--process`, `--hostfile`).
+    pub cluster: ClusterOptions,
+    /// How long a cluster rank waits for the others at an all-reduce (None: 30 minutes, which
+    /// must cover rank 0's validation).
+    pub peer_timeout: Option<Duration>,
 }
 
 /// What `report.json` says about a run.
@@ -76,6 +84,24 @@ pub struct Summary {
     pub failed_items: usize,
     pub wall_s: f64,
     pub out: String,
+    /// DataParallel replicas per global batch (see [`replicas`]).
+    pub replicas: usize,
+    /// Processes that trained (one replica each when > 1). On a cluster, `failed_items` and
+    /// `failed.jsonl` cover rank 0's share; the other ranks log their skipped clips.
+    pub processes: usize,
+}
+
+/// What a step's metrics record says (one replica or all of them).
+struct StepLog {
+    loss: f64,
+    loss_hm: f64,
+    loss_cls: f64,
+    loss_spatial: f64,
+    loss_pass2: f64,
+    grad_norm: f64,
+    clips: usize,
+    correct: usize,
+    replica_clips: Option<Vec<u64>>,
 }
 
 /// The network configuration a spec names.
@@ -100,16 +126,41 @@ fn mode(name: &str) -> Mode {
     }
 }
 
-/// Runs (or resumes) a training job to its end, or to `max_steps`.
+/// Runs (or resumes) a training job to its end, or to `max_steps`. On a cluster every process
+/// calls this with its own `--process`; the summary of rank 0 describes the run (the others
+/// write nothing).
 pub fn run(job: &LoadedJob<TrainSpec>, opts: &TrainOptions) -> anyhow::Result<Summary> {
+    let n = opts.cluster.processes;
+    let replicas = job.spec.train.replicas.unwrap_or(n);
+    if n <= 1 {
+        return on_device(job, opts, replicas, &mut LocalReduce);
+    }
+    if replicas != n {
+        bail!(
+            "`train.replicas = {replicas}` but --processes {n}: cluster training runs one replica per process (set replicas = {n} or leave it unset)"
+        );
+    }
+    let (job2, opts2) = (Arc::new(job.clone()), Arc::new(opts.clone()));
+    let timeout = opts.peer_timeout.unwrap_or(Duration::from_secs(1800));
+    pipeline::allreduce::execute(&opts.cluster, timeout, move |ar| {
+        on_device(&job2, &opts2, replicas, ar)
+    })?
+}
+
+fn on_device(
+    job: &LoadedJob<TrainSpec>,
+    opts: &TrainOptions,
+    replicas: usize,
+    ar: &mut dyn AllReduce,
+) -> anyhow::Result<Summary> {
     match Device::parse(&job.spec.device).map_err(anyhow::Error::msg)? {
-        Device::Cpu => run_on(&kernels::CpuBackend, "cpu".into(), job, opts),
+        Device::Cpu => run_on(&kernels::CpuBackend, "cpu".into(), job, opts, replicas, ar),
         Device::Cuda(n) => {
             let be = kernels::cuda::CudaBackend::new(n).with_context(|| {
                 format!("device cuda:{n} (set `device = \"cpu\"` to train without a GPU)")
             })?;
             let name = be.device_name().unwrap_or_else(|_| "CUDA device".into());
-            run_on(&be, format!("cuda:{n} ({name})"), job, opts)
+            run_on(&be, format!("cuda:{n} ({name})"), job, opts, replicas, ar)
         }
     }
 }
@@ -124,11 +175,22 @@ fn run_on<B: Backend>(
     device: String,
     job: &LoadedJob<TrainSpec>,
     opts: &TrainOptions,
+    replicas: usize,
+    ar: &mut dyn AllReduce,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let s = &job.spec;
     let out = opts.out.clone().unwrap_or_else(|| PathBuf::from(&s.output));
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    // rank 0 writes every output; the other ranks only train
+    let writer = ar.rank() == 0;
+    let local = if ar.ranks() > 1 {
+        ar.rank()..ar.rank() + 1
+    } else {
+        0..replicas
+    };
+    if writer {
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    }
 
     // model, optimiser, schedule
     let cfg = model_config(job)?;
@@ -176,7 +238,7 @@ fn run_on<B: Backend>(
     let metrics_path = out.join("metrics.jsonl");
     let mut resumed_from = None;
     let mut epoch_so_far = Vec::new();
-    let mut log = match &opts.resume {
+    let mut log: Option<MetricsLog> = match &opts.resume {
         Some(r) => {
             let path = if r.as_os_str() == "auto" {
                 ckpt.clone()
@@ -203,11 +265,16 @@ fn run_on<B: Backend>(
                 "resuming from {}",
                 path.display()
             );
-            let (log, current) = MetricsLog::resume(&metrics_path, &progress)?;
-            epoch_so_far = current;
-            log
+            if writer {
+                let (log, current) = MetricsLog::resume(&metrics_path, &progress)?;
+                epoch_so_far = current;
+                Some(log)
+            } else {
+                None
+            }
         }
-        None => MetricsLog::create(&metrics_path)?,
+        None if writer => Some(MetricsLog::create(&metrics_path)?),
+        None => None,
     };
 
     // data
@@ -222,7 +289,7 @@ fn run_on<B: Backend>(
     } else {
         VideoFilter::Except(holdout.clone())
     };
-    let val = if s.train.val_every > 0 {
+    let val = if s.train.val_every > 0 && writer {
         let (dir, filter) = match &s.data.val {
             Some(v) if holdout.is_empty() => (job.resolve(v), VideoFilter::All),
             Some(v) => (job.resolve(v), VideoFilter::Only(holdout.clone())),
@@ -291,6 +358,8 @@ fn run_on<B: Backend>(
             sbv: sbv.clone(),
             threads,
             prefetch: s.data.prefetch,
+            replicas,
+            local: local.clone(),
         },
         progress.epoch as u64,
         progress.batch,
@@ -300,7 +369,7 @@ fn run_on<B: Backend>(
         .max_steps
         .unwrap_or(first_len * s.train.epochs as u64)
         .max(progress.global_step);
-    let bar = if opts.quiet {
+    let bar = if opts.quiet || !writer {
         ProgressBar::hidden()
     } else {
         ProgressBar::new(total_steps)
@@ -357,44 +426,93 @@ fn run_on<B: Backend>(
             }
             failed.extend(p.failed);
             progress.batch += 1;
-            let Some(b) = p.batch else {
-                continue;
-            };
             let t1 = Instant::now();
-            let r = sam_step(be, &mut net, &mut opt, &b, &mut rng, frozen)
+            let r = if replicas == 1 {
+                let Some(b) = p.parts.into_iter().next().flatten() else {
+                    continue;
+                };
+                let r = sam_step(be, &mut net, &mut opt, &b, &mut rng, frozen)
+                    .with_context(|| format!("epoch {epoch}, batch {}", p.index))?;
+                let correct = r
+                    .cls
+                    .iter()
+                    .zip(&b.labels)
+                    .filter(|(z, y)| (**z >= 0.0) == (**y >= 0.5))
+                    .count();
+                StepLog {
+                    loss: r.pass1.total,
+                    loss_hm: r.pass1.hm,
+                    loss_cls: r.pass1.cls,
+                    loss_spatial: r.pass1.temp_loc,
+                    loss_pass2: r.pass2.total,
+                    grad_norm: r.grad_norm,
+                    clips: b.batch,
+                    correct,
+                    replica_clips: None,
+                }
+            } else {
+                let r = replicated_sam_step(
+                    be,
+                    &mut net,
+                    &mut opt,
+                    &p.parts,
+                    local.start,
+                    replicas,
+                    &mut rng,
+                    frozen,
+                    ar,
+                )
                 .with_context(|| format!("epoch {epoch}, batch {}", p.index))?;
+                let Some(r) = r else {
+                    continue;
+                };
+                StepLog {
+                    loss: r.loss,
+                    loss_hm: r.loss_hm,
+                    loss_cls: r.loss_cls,
+                    loss_spatial: r.loss_spatial,
+                    loss_pass2: r.loss_pass2,
+                    grad_norm: r.grad_norm,
+                    clips: r.clips,
+                    correct: r.correct,
+                    replica_clips: Some(r.replica_clips),
+                }
+            };
             let step_s = t1.elapsed().as_secs_f64();
             progress.global_step += 1;
             steps_this_run += 1;
             wait_total += wait;
             step_total += step_s;
-            clips_total += b.batch;
-            let correct = r
-                .cls
-                .iter()
-                .zip(&b.labels)
-                .filter(|(z, y)| (**z >= 0.0) == (**y >= 0.5))
-                .count();
-            ep_loss += r.pass1.total * b.batch as f64;
+            clips_total += r.clips;
+            let correct = r.correct;
+            ep_loss += r.loss * r.clips as f64;
             ep_correct += correct;
-            ep_clips += b.batch;
-            let acc = correct as f64 / b.batch as f64;
-            log.write(&json!({
+            ep_clips += r.clips;
+            let acc = correct as f64 / r.clips as f64;
+            let mut record = json!({
                 "kind": "step", "epoch": epoch, "step": progress.global_step, "batch": p.index,
-                "lr": lr, "loss": r.pass1.total, "loss_hm": r.pass1.hm, "loss_cls": r.pass1.cls,
-                "loss_spatial": r.pass1.temp_loc, "loss_pass2": r.pass2.total, "acc": acc,
-                "grad_norm": r.grad_norm, "clips": b.batch, "frozen_backbone": frozen,
+                "lr": lr, "loss": r.loss, "loss_hm": r.loss_hm, "loss_cls": r.loss_cls,
+                "loss_spatial": r.loss_spatial, "loss_pass2": r.loss_pass2, "acc": acc,
+                "grad_norm": r.grad_norm, "clips": r.clips, "frozen_backbone": frozen,
                 "data_wait": wait / (wait + step_s), "prep_s": p.prep_s, "step_s": step_s,
-            }))?;
+            });
+            if let Some(rc) = &r.replica_clips {
+                record["replica_clips"] = json!(rc);
+            }
+            if let Some(log) = log.as_mut() {
+                log.write(&record)?;
+            }
             bar.set_position(progress.global_step);
             bar.set_message(format!(
                 "epoch {epoch} loss {:.4} acc {acc:.2} wait {:.0}%",
-                r.pass1.total,
+                r.loss,
                 100.0 * wait / (wait + step_s)
             ));
             #[allow(clippy::manual_is_multiple_of)]
             // `is_multiple_of` needs Rust 1.87, MSRV is 1.86
-            if s.train.checkpoint_every > 0 && progress.global_step % s.train.checkpoint_every == 0
+            if writer
+                && s.train.checkpoint_every > 0
+                && progress.global_step % s.train.checkpoint_every == 0
             {
                 checkpoint::save(&ckpt, be, &net, &opt, &progress, &rng)?;
                 saved_at = Some(progress.global_step);
@@ -427,30 +545,37 @@ fn run_on<B: Backend>(
                 val_json = json!({"acc": r.acc, "loss": r.loss, "clips": r.clips});
             }
         }
-        log.write(&json!({
+        let epoch_record = json!({
             "kind": "epoch", "epoch": epoch, "step": progress.global_step, "lr": lr,
             "train_loss": if ep_clips > 0 { json!(ep_loss / ep_clips as f64) } else { json!(null) },
             "train_acc": if ep_clips > 0 { json!(ep_correct as f64 / ep_clips as f64) } else { json!(null) },
             "val_acc": val_json["acc"], "val_loss": val_json["loss"], "best": improved,
-        }))?;
+        });
         progress.epoch = epoch + 1;
         progress.batch = 0;
-        checkpoint::save(&ckpt, be, &net, &opt, &progress, &rng)?;
-        saved_at = Some(progress.global_step);
+        if let Some(log) = log.as_mut() {
+            log.write(&epoch_record)?;
+            checkpoint::save(&ckpt, be, &net, &opt, &progress, &rng)?;
+            saved_at = Some(progress.global_step);
+        }
     }
     drop(loader);
-    if stopped && saved_at != Some(progress.global_step) {
-        checkpoint::save(&ckpt, be, &net, &opt, &progress, &rng)?;
-    }
-    save_weights(be, &net, &out.join("final.safetensors"))?;
     bar.finish_and_clear();
+    if writer {
+        if stopped && saved_at != Some(progress.global_step) {
+            checkpoint::save(&ckpt, be, &net, &opt, &progress, &rng)?;
+        }
+        save_weights(be, &net, &out.join("final.safetensors"))?;
+    }
 
     let mut failed_lines = String::new();
     for f in &failed {
         failed_lines.push_str(&serde_json::to_string(f)?);
         failed_lines.push('\n');
     }
-    pipeline::atomic_file::write_atomic(&out.join("failed.jsonl"), failed_lines.as_bytes())?;
+    if writer {
+        pipeline::atomic_file::write_atomic(&out.join("failed.jsonl"), failed_lines.as_bytes())?;
+    }
     let summary = Summary {
         spec: job.path.display().to_string(),
         spec_hash: job.hash.clone(),
@@ -488,10 +613,14 @@ fn run_on<B: Backend>(
         failed_items: failed.len(),
         wall_s: started.elapsed().as_secs_f64(),
         out: out.display().to_string(),
+        replicas,
+        processes: ar.ranks(),
     };
-    pipeline::atomic_file::write_atomic(
-        &out.join("report.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
+    if writer {
+        pipeline::atomic_file::write_atomic(
+            &out.join("report.json"),
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        )?;
+    }
     Ok(summary)
 }

@@ -117,6 +117,11 @@ pub struct LoopSpec {
     /// Validation clips at most (0 = all).
     #[serde(default)]
     pub val_limit: usize,
+    /// DataParallel replicas the global batch is split into (official: 4 GPUs). Each replica's
+    /// item group is its own sub-batch (own BN batch statistics and temp-token source); the
+    /// gradients are their clip-weighted average. Unset: one per process (`--processes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<usize>,
 }
 
 fn default_seed() -> u64 {
@@ -217,6 +222,7 @@ impl Default for LoopSpec {
             val_every: default_val_every(),
             val_batch: default_val_batch(),
             val_limit: 0,
+            replicas: None,
         }
     }
 }
@@ -323,6 +329,9 @@ impl Params for TrainSpec {
         }
         if self.train.batch_items == 0 {
             p.push(ParamProblem::new("train.batch_items", "must be at least 1"));
+        }
+        if self.train.replicas == Some(0) {
+            p.push(ParamProblem::new("train.replicas", "must be at least 1"));
         }
         if self.train.val_batch == 0 {
             p.push(ParamProblem::new("train.val_batch", "must be at least 1"));
