@@ -77,43 +77,16 @@ pub fn run(args: PreprocessArgs, quiet: bool) -> anyhow::Result<i32> {
         .with_context(|| format!("resolving {}", args.manifest.display()))?;
     let text = with_manifest(&text, &manifest)?;
     let spec = pipeline::parse_spec(&path, &text, &registry).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let opts = pipeline::RunOptions {
-        out_dir: Some(args.out.clone()),
-        quiet,
-        cancel: super::run::cancel_flag(),
-    };
-    let report = pipeline::incremental::run(
+    // a spec with another sink still runs (not incrementally), like `run`
+    super::run::execute_with(
         &spec,
         registry,
-        &args.cluster.options(),
-        &opts,
-        &stages::catalog::incremental_layout(),
-        &pipeline::incremental::IncrementalOptions {
-            rehash: args.rehash,
-        },
+        &args.cluster,
+        Some(args.out.clone()),
+        quiet,
+        args.rehash,
     )
-    .with_context(|| format!("preprocessing into {}", args.out.display()))?;
-    let Some(report) = report else {
-        if !quiet {
-            eprintln!(
-                "process {} done; process 0 writes the report",
-                args.cluster.process
-            );
-        }
-        return Ok(0);
-    };
-    super::run::summarize(&report, &args.out, quiet);
-    if let Some(i) = &report.incremental {
-        println!(
-            "incremental: {} added, {} changed, {} retired, {} unchanged, {} failed ({} processed)",
-            i.added, i.changed, i.retired, i.unchanged, i.failed, i.processed
-        );
-    }
-    Ok(if report.status == "interrupted" {
-        130
-    } else {
-        0
-    })
+    .with_context(|| format!("preprocessing into {}", args.out.display()))
 }
 
 #[cfg(test)]

@@ -52,13 +52,38 @@ pub fn execute(
     out: Option<PathBuf>,
     quiet: bool,
 ) -> anyhow::Result<i32> {
+    execute_with(spec, registry, cluster, out, quiet, false)
+}
+
+/// [`execute`]; a spec whose sink is the shard store runs incrementally (only added or changed
+/// items, retired stores removed, `index.jsonl` kept; `rehash` re-reads every input file).
+pub fn execute_with(
+    spec: &pipeline::LoadedSpec,
+    registry: std::sync::Arc<pipeline::Registry>,
+    cluster: &ClusterArgs,
+    out: Option<PathBuf>,
+    quiet: bool,
+    rehash: bool,
+) -> anyhow::Result<i32> {
     let opts = pipeline::RunOptions {
         out_dir: out.clone(),
         quiet,
         cancel: cancel_flag(),
     };
-    let report = pipeline::run(spec, registry, &cluster.options(), &opts)
-        .with_context(|| format!("running {}", spec.path.display()))?;
+    let report = if spec.spec.sink.kind == stages::catalog::SHARD_STORE_KIND {
+        pipeline::incremental::run(
+            spec,
+            registry,
+            &cluster.options(),
+            &opts,
+            &stages::catalog::incremental_layout(),
+            &pipeline::incremental::IncrementalOptions { rehash },
+        )
+        .map_err(anyhow::Error::from)
+    } else {
+        pipeline::run(spec, registry, &cluster.options(), &opts).map_err(anyhow::Error::from)
+    }
+    .with_context(|| format!("running {}", spec.path.display()))?;
     let Some(report) = report else {
         if !quiet {
             eprintln!(
@@ -70,6 +95,12 @@ pub fn execute(
     };
     let out = out.unwrap_or_else(|| PathBuf::from(&spec.spec.output));
     summarize(&report, &out, quiet);
+    if let Some(i) = &report.incremental {
+        println!(
+            "incremental: {} added, {} changed, {} retired, {} unchanged, {} failed ({} processed)",
+            i.added, i.changed, i.retired, i.unchanged, i.failed, i.processed
+        );
+    }
     Ok(if report.status == "interrupted" {
         130
     } else {

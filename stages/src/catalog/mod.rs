@@ -20,6 +20,10 @@ pub use shard_store::{
 use pipeline::Registry;
 
 /// Registers every stage kind of this crate.
+/// The shard-store sink's kind name: runs that end in it are incremental (see
+/// `pipeline::incremental`).
+pub const SHARD_STORE_KIND: &str = "shard-store";
+
 pub fn register(registry: &mut Registry) {
     registry.stage(
         "decode",
@@ -37,7 +41,7 @@ pub fn register(registry: &mut Registry) {
         |p: &PreprocessParams, ctx| PreprocessStage::new(p, ctx),
     );
     registry.sink(
-        "shard-store",
+        SHARD_STORE_KIND,
         "preprocessed videos -> <out>/shards/<id>.store/ (one shard store per video)",
         |p: &ShardStoreParams, ctx| Ok(ShardStoreSink::new(p, ctx)),
     );
