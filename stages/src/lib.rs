@@ -13,5 +13,6 @@ pub mod preprocess;
 pub mod rgb;
 pub mod shard;
 pub mod synth;
+pub mod test_clips;
 
 pub use catalog::register;
