@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod info;
 pub mod init;
+pub mod metrics;
 pub mod naming;
 pub mod network;
 pub mod params;
