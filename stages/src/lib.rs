@@ -7,6 +7,7 @@ pub mod clips;
 pub mod crop;
 pub mod decode;
 pub mod detect;
+pub mod explain;
 pub mod lossless;
 pub mod official_layout;
 pub mod preprocess;

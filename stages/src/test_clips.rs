@@ -100,28 +100,37 @@ pub fn prepare_frame(img: &ImageU8, margin: usize, size: usize) -> Result<ImageU
     ))
 }
 
-/// Every test clip of `video_id` in `reader`, frames prepared. A video with fewer than T stored
-/// frames is [`TestClipError::TooFewFrames`].
-pub fn video_clips(
+/// The windows of `video_id` in `reader`; none (fewer than T stored frames) is
+/// [`TestClipError::TooFewFrames`].
+pub fn video_windows(
     reader: &ShardReader,
     video_id: &str,
-    cfg: &TestClipConfig,
-) -> Result<Vec<TestClip>, TestClipError> {
+    clip_frames: usize,
+) -> Result<Vec<Range<usize>>, TestClipError> {
     let entry = reader
         .video(video_id)
         .ok_or_else(|| ShardError::UnknownVideo(video_id.to_owned()))?;
     let stored = entry.frames.len();
-    let wins = test_windows(stored, cfg.clip_frames);
+    let wins = test_windows(stored, clip_frames);
     if wins.is_empty() {
         return Err(TestClipError::TooFewFrames {
             video: video_id.to_owned(),
             stored,
-            need: cfg.clip_frames,
+            need: clip_frames,
         });
     }
-    let used = wins.last().map_or(0, |w| w.end);
-    let crops = reader.read_frames(video_id, 0..used)?;
-    let mut prepared = Vec::with_capacity(used);
+    Ok(wins)
+}
+
+/// One clip (stored positions `positions`) of `video_id`, frames prepared.
+pub fn load_clip(
+    reader: &ShardReader,
+    video_id: &str,
+    positions: Range<usize>,
+    cfg: &TestClipConfig,
+) -> Result<TestClip, TestClipError> {
+    let crops = reader.read_frames(video_id, positions.clone())?;
+    let mut frames = Vec::with_capacity(crops.len());
     for c in &crops {
         let bad = |reason: String| TestClipError::BadFrame {
             video: video_id.to_owned(),
@@ -131,17 +140,25 @@ pub fn video_clips(
         let img = c.decode_image().map_err(|e| bad(e.to_string()))?;
         let img = ImageU8::from_vec(img.height as usize, img.width as usize, 3, img.data)
             .map_err(|e| bad(e.to_string()))?;
-        prepared.push(prepare_frame(&img, cfg.margin, cfg.size)?);
+        frames.push(prepare_frame(&img, cfg.margin, cfg.size)?);
     }
-    let mut frames = prepared.into_iter();
-    Ok(wins
+    Ok(TestClip {
+        frame_indices: crops.iter().map(|c| c.frame_index).collect(),
+        frames,
+        positions,
+    })
+}
+
+/// Every test clip of `video_id` in `reader`, frames prepared.
+pub fn video_clips(
+    reader: &ShardReader,
+    video_id: &str,
+    cfg: &TestClipConfig,
+) -> Result<Vec<TestClip>, TestClipError> {
+    video_windows(reader, video_id, cfg.clip_frames)?
         .into_iter()
-        .map(|w| TestClip {
-            frame_indices: crops[w.clone()].iter().map(|c| c.frame_index).collect(),
-            frames: frames.by_ref().take(w.len()).collect(),
-            positions: w,
-        })
-        .collect())
+        .map(|w| load_clip(reader, video_id, w, cfg))
+        .collect()
 }
 
 /// Appends one clip as a 3×T×H×W ImageNet-normalised f32 block (the layout of
