@@ -8,7 +8,7 @@ cd "$ROOT"
 
 APT_PACKAGES=(libopencv-dev opencv-data clang libclang-dev pkg-config
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavfilter-dev libavdevice-dev
-  libswresample-dev ffmpeg libdlib-data unzip bzip2)
+  libswresample-dev ffmpeg libdlib-data unzip bzip2 fonts-dejavu-core)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

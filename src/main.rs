@@ -2,6 +2,7 @@
 //! every job driven by a declarative, reproducible pipeline spec.
 
 mod commands;
+mod plot;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +37,8 @@ enum Command {
     /// Preview or dump self-blended training clips sampled from shard stores.
     #[command(subcommand)]
     Synth(commands::synth::SynthCommand),
+    /// Render loss/accuracy/learning-rate curves of a training run to PNG.
+    Plot(commands::plot::PlotArgs),
 }
 
 fn main() {
@@ -56,6 +59,7 @@ fn main() {
         Command::Manifest(c) => commands::manifest::run(c),
         Command::Model(c) => commands::model::run(c),
         Command::Synth(c) => commands::synth::run(c),
+        Command::Plot(a) => commands::plot::run(a),
     };
     match result {
         Ok(code) => std::process::exit(code),

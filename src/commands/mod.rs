@@ -3,6 +3,7 @@
 pub mod cluster;
 pub mod manifest;
 pub mod model;
+pub mod plot;
 pub mod preprocess;
 pub mod run;
 pub mod shards;
