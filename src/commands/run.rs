@@ -52,6 +52,25 @@ pub fn execute(
     out: Option<PathBuf>,
     quiet: bool,
 ) -> anyhow::Result<i32> {
+    let Some(report) = execute_report(spec, registry, cluster, out, quiet)? else {
+        return Ok(0);
+    };
+    Ok(if report.status == "interrupted" {
+        130
+    } else {
+        0
+    })
+}
+
+/// [`execute`], returning the run report (`None` on cluster processes other than 0, which do
+/// not hold it) for commands that continue with the results (`eval`, `detect`).
+pub fn execute_report(
+    spec: &pipeline::LoadedSpec,
+    registry: std::sync::Arc<pipeline::Registry>,
+    cluster: &ClusterArgs,
+    out: Option<PathBuf>,
+    quiet: bool,
+) -> anyhow::Result<Option<pipeline::report::RunReport>> {
     let opts = pipeline::RunOptions {
         out_dir: out.clone(),
         quiet,
@@ -66,15 +85,11 @@ pub fn execute(
                 cluster.process
             );
         }
-        return Ok(0);
+        return Ok(None);
     };
     let out = out.unwrap_or_else(|| PathBuf::from(&spec.spec.output));
     summarize(&report, &out, quiet);
-    Ok(if report.status == "interrupted" {
-        130
-    } else {
-        0
-    })
+    Ok(Some(report))
 }
 
 /// Prints the run's outcome: counts, failed items with reasons, where the report is.
