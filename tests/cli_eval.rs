@@ -344,3 +344,24 @@ fn spec_problems_are_reported_with_their_location() {
     assert!(stderr.contains("bad.toml:7:1"), "{stderr}");
     assert!(stderr.contains("did you mean `margin`"), "{stderr}");
 }
+
+/// The six paper-table specs are well-formed: without the datasets and weights they stop at the
+/// missing files, named with their location, not at a malformed key.
+#[test]
+fn paper_table_specs_are_well_formed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for d in ["celeb-df-v2", "dfw", "dfd", "dfdc", "dfdcp", "diffswap"] {
+        let spec = root.join(format!("specs/eval-{d}.toml"));
+        let o = bin().arg("eval").arg(&spec).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{d}: {stderr}");
+        assert!(
+            stderr.contains(&format!("eval-{d}.toml:")) && stderr.contains("not found"),
+            "{d}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("unknown key") && !stderr.contains("invalid type"),
+            "{d}: {stderr}"
+        );
+    }
+}

@@ -272,14 +272,49 @@ pub struct EvalArgs {
     pub cluster: ClusterArgs,
 }
 
+/// Whether any flag changes the spec.
+fn has_overrides(a: &EvalArgs) -> bool {
+    a.weights.is_some()
+        || a.manifest.is_some()
+        || a.out.is_some()
+        || a.shards.is_some()
+        || a.dataset.is_some()
+        || a.margin.is_some()
+        || a.preset.is_some()
+        || a.mode.is_some()
+        || a.device.is_some()
+        || a.frames.is_some()
+        || a.synthetic
+        || a.flip_test
+        || a.temp_token.is_some()
+        || a.batch.is_some()
+        || a.limit.is_some()
+}
+
 /// The job from a spec file (with flag overrides) or from flags alone. The hash covers the final
 /// spec, so overridden runs are told apart in the provenance.
 fn load_job(args: &EvalArgs) -> anyhow::Result<pipeline::LoadedJob<EvalSpec>> {
     let (path, mut spec, dir) = match &args.spec {
-        Some(p) => {
-            let job = pipeline::load_job::<EvalSpec>(p).map_err(|e| anyhow::anyhow!("{e}"))?;
-            (job.path.clone(), job.spec, job.dir)
-        }
+        Some(p) => match pipeline::load_job::<EvalSpec>(p) {
+            Ok(job) => (job.path.clone(), job.spec, job.dir),
+            // A problem the flags may fix (e.g. the spec's weights file is absent but --weights
+            // is given): take the spec unchecked; the final check below still runs.
+            Err(e) => {
+                let unchecked = std::fs::read_to_string(p)
+                    .ok()
+                    .and_then(|t| toml::from_str::<EvalSpec>(&t).ok())
+                    .filter(|_| has_overrides(args));
+                let Some(spec) = unchecked else {
+                    bail!("{e}");
+                };
+                let dir = p
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .to_path_buf();
+                (p.clone(), spec, dir)
+            }
+        },
         None => {
             let (Some(w), Some(m), Some(o)) = (&args.weights, &args.manifest, &args.out) else {
                 bail!("give an eval spec, or all of --weights, --manifest and --out");
@@ -524,15 +559,26 @@ struct Plan {
     clip_failures: Vec<Failure>,
 }
 
-fn plan(
-    rows: &[ManifestRow],
-    spec: &EvalSpec,
-    pre_failed: &HashMap<String, String>,
-    locator: &mut StoreLocator,
-    size: usize,
-    grid: usize,
-) -> Plan {
-    let t = spec.eval.clip_frames;
+impl Plan {
+    fn push_unit(&mut self, id: String, label: u8, row: &ManifestRow, video: usize) -> usize {
+        self.units.push(Unit {
+            id,
+            label,
+            dataset: row.dataset.clone(),
+            video,
+        });
+        self.units.len() - 1
+    }
+}
+
+/// What scoring needs besides the rows.
+struct PlanSettings<'a> {
+    spec: &'a EvalSpec,
+    pre_failed: &'a HashMap<String, String>,
+    sbv: SbvConfig,
+}
+
+fn plan(rows: &[ManifestRow], set: &PlanSettings<'_>, locator: &mut StoreLocator) -> Plan {
     let mut p = Plan {
         units: Vec::new(),
         clips: Vec::new(),
@@ -542,128 +588,127 @@ fn plan(
     // Synthetic items are numbered over all clips in manifest order, so a clip's fake depends
     // only on (seed, its position), not on thread count.
     let mut item = 0u64;
-    let sbv = SbvConfig {
-        out_size: size,
-        grid,
-        allow_hflip: false,
-        ..SbvConfig::default()
-    };
     for (v, row) in rows.iter().enumerate() {
-        if let Some(r) = pre_failed.get(&row.id) {
-            p.failed.push((v, r.clone()));
-            continue;
-        }
-        let store = match locator.find(&row.id) {
-            Ok(s) => s,
-            Err(e) => {
-                p.failed.push((v, e));
-                continue;
-            }
+        let store = match set.pre_failed.get(&row.id) {
+            Some(r) => Err(r.clone()),
+            None => locator.find(&row.id),
         };
-        let margin = spec
-            .eval
-            .margin
-            .unwrap_or_else(|| default_margin(&row.dataset));
-        if !spec.eval.synthetic {
-            let wins = ShardReader::open(&store)
-                .map_err(|e| e.to_string())
-                .and_then(|r| test_clips::video_windows(&r, &row.id, t).map_err(|e| e.to_string()));
-            match wins {
-                Ok(wins) => {
-                    let unit = p.units.len();
-                    p.units.push(Unit {
-                        id: row.id.clone(),
-                        label: row.label,
-                        dataset: row.dataset.clone(),
-                        video: v,
-                    });
-                    p.clips.extend(wins.into_iter().map(|positions| Clip {
-                        unit,
-                        source: ClipSource::Stored {
-                            store: store.clone(),
-                            video_id: row.id.clone(),
-                            positions,
-                            margin,
-                        },
-                    }));
-                }
-                Err(e) => p.failed.push((v, e)),
+        let done = store.and_then(|store| {
+            if set.spec.eval.synthetic {
+                plan_synthetic(&mut p, row, v, &store, set, &mut item)
+            } else {
+                plan_stored(&mut p, row, v, &store, set.spec)
             }
-            continue;
-        }
-        // Synthetic: the real clips and their self-blended fakes (epoch-0 windows, offset 0).
-        let set = match ShardSet::open(&store) {
-            Ok(s) => s,
-            Err(e) => {
-                p.failed.push((v, e.to_string()));
-                continue;
-            }
-        };
-        let refs: Vec<_> = set
-            .clips(spec.seed, 0)
-            .into_iter()
-            .filter(|c| c.video_id == row.id)
-            .collect();
-        if refs.is_empty() {
-            let stored = ShardReader::open(&store)
-                .ok()
-                .and_then(|r| r.video(&row.id).map(|e| e.frames.len()))
-                .unwrap_or(0);
-            p.failed.push((
-                v,
-                format!("{stored} stored frames with a face, a clip needs {t}"),
-            ));
-            continue;
-        }
-        let mut pairs = Vec::new();
-        for c in refs {
-            let key = ItemKey {
-                seed: spec.seed,
-                epoch: 0,
-                item,
-            };
-            item += 1;
-            let made = set.load(&c).map_err(|e| e.to_string()).and_then(|inp| {
-                stages::synth::sbv::synthesize(&inp, key, &sbv).map_err(|e| e.to_string())
-            });
-            match made {
-                Ok(pair) => pairs.push((pair.real, pair.fake)),
-                Err(e) => p.clip_failures.push(Failure {
-                    id: c.to_string(),
-                    reason: e,
-                }),
-            }
-        }
-        if pairs.is_empty() {
-            p.failed
-                .push((v, "no clip could be self-blended (see failed_clips)".into()));
-            continue;
-        }
-        let real = p.units.len();
-        p.units.push(Unit {
-            id: row.id.clone(),
-            label: 0,
-            dataset: row.dataset.clone(),
-            video: v,
         });
-        p.units.push(Unit {
-            id: format!("{}#sbv", row.id),
-            label: 1,
-            dataset: row.dataset.clone(),
-            video: v,
-        });
-        for (r, f) in pairs {
-            p.clips.push(Clip {
-                unit: real,
-                source: ClipSource::Synthetic(r),
-            });
-            p.clips.push(Clip {
-                unit: real + 1,
-                source: ClipSource::Synthetic(f),
-            });
+        if let Err(e) = done {
+            p.failed.push((v, e));
         }
     }
     p
+}
+
+/// The test clips of a stored video (offset-0 windows).
+fn plan_stored(
+    p: &mut Plan,
+    row: &ManifestRow,
+    v: usize,
+    store: &Path,
+    spec: &EvalSpec,
+) -> Result<(), String> {
+    let r = ShardReader::open(store).map_err(|e| e.to_string())?;
+    let wins =
+        test_clips::video_windows(&r, &row.id, spec.eval.clip_frames).map_err(|e| e.to_string())?;
+    let margin = spec
+        .eval
+        .margin
+        .unwrap_or_else(|| default_margin(&row.dataset));
+    let unit = p.push_unit(row.id.clone(), row.label, row, v);
+    p.clips.extend(wins.into_iter().map(|positions| Clip {
+        unit,
+        source: ClipSource::Stored {
+            store: store.to_path_buf(),
+            video_id: row.id.clone(),
+            positions,
+            margin,
+        },
+    }));
+    Ok(())
+}
+
+/// The real clips of a video and their self-blended fakes (the training sampler's epoch-0
+/// windows, which start at 0 like the test windows), synthesized on two threads.
+fn plan_synthetic(
+    p: &mut Plan,
+    row: &ManifestRow,
+    v: usize,
+    store: &Path,
+    set: &PlanSettings<'_>,
+    item: &mut u64,
+) -> Result<(), String> {
+    let shards = ShardSet::open(store).map_err(|e| e.to_string())?;
+    let refs: Vec<_> = shards
+        .clips(set.spec.seed, 0)
+        .into_iter()
+        .filter(|c| c.video_id == row.id)
+        .collect();
+    if refs.is_empty() {
+        let stored = ShardReader::open(store)
+            .ok()
+            .and_then(|r| r.video(&row.id).map(|e| e.frames.len()))
+            .unwrap_or(0);
+        return Err(format!(
+            "{stored} stored frames with a face, a clip needs {}",
+            stages::clips::CLIP_FRAMES
+        ));
+    }
+    let (mut inputs, mut keys, mut names) = (Vec::new(), Vec::new(), Vec::new());
+    for c in &refs {
+        let key = ItemKey {
+            seed: set.spec.seed,
+            epoch: 0,
+            item: *item,
+        };
+        *item += 1;
+        match shards.load(c) {
+            Ok(inp) => {
+                inputs.push(inp);
+                keys.push(key);
+                names.push(c.to_string());
+            }
+            Err(e) => p.clip_failures.push(Failure {
+                id: c.to_string(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+    let made = stages::synth::batch::synthesize_items(&inputs, &keys, &set.sbv, 2)
+        .map_err(|e| e.to_string())?;
+    let mut pairs = Vec::new();
+    for (name, r) in names.into_iter().zip(made) {
+        match r {
+            Ok(pair) => pairs.push((pair.real, pair.fake)),
+            Err(e) => p.clip_failures.push(Failure {
+                id: name,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    if pairs.is_empty() {
+        return Err("no clip could be self-blended (see failed_clips)".into());
+    }
+    let real = p.push_unit(row.id.clone(), 0, row, v);
+    let fake = p.push_unit(format!("{}#sbv", row.id), 1, row, v);
+    for (r, f) in pairs {
+        p.clips.push(Clip {
+            unit: real,
+            source: ClipSource::Synthetic(r),
+        });
+        p.clips.push(Clip {
+            unit: fake,
+            source: ClipSource::Synthetic(f),
+        });
+    }
+    Ok(())
 }
 
 /// Reads a clip's frames, keeping the last opened store (clips of a video are usually adjacent).
@@ -781,6 +826,10 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<i32> {
             else {
                 return Ok(0);
             };
+            if report.status == "interrupted" {
+                eprintln!("preprocessing interrupted: nothing scored (rerun to continue)");
+                return Ok(130);
+            }
             for f in &report.failed {
                 pre_failed.insert(f.item.clone(), format!("{}: {}", f.stage, f.reason));
             }
@@ -824,14 +873,17 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<i32> {
     }
 
     let mut locator = StoreLocator::new(shards);
-    let plan = plan(
-        &rows,
+    let settings = PlanSettings {
         spec,
-        &pre_failed,
-        &mut locator,
-        cfg.img_size,
-        cfg.grid(),
-    );
+        pre_failed: &pre_failed,
+        sbv: SbvConfig {
+            out_size: cfg.img_size,
+            grid: cfg.grid(),
+            allow_hflip: false,
+            ..SbvConfig::default()
+        },
+    };
+    let plan = plan(&rows, &settings, &mut locator);
     let mut failed: HashMap<usize, String> = plan.failed.iter().cloned().collect();
 
     // Forward.
