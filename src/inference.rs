@@ -93,7 +93,7 @@ pub struct ClipScores {
 }
 
 enum Engine {
-    Cpu(CpuBackend, Network<CpuBackend>),
+    Cpu(CpuBackend, Box<Network<CpuBackend>>),
     Cuda(Box<(CudaBackend, Network<CudaBackend>)>),
 }
 
@@ -167,7 +167,7 @@ impl Scorer {
             Device::Cpu => {
                 let be = CpuBackend;
                 let net = load_into(&be, cfg, src.mode, &sd, &src.weights)?;
-                Engine::Cpu(be, net)
+                Engine::Cpu(be, Box::new(net))
             }
             Device::Cuda(n) => {
                 let be = CudaBackend::new(n).with_context(|| format!("opening cuda:{n}"))?;

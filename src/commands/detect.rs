@@ -19,7 +19,7 @@ use stages::shard::ShardReader;
 use stages::test_clips::{self, TestClipConfig};
 
 use super::cluster::ClusterArgs;
-use super::eval::{preprocess_pipeline, SourceFilter};
+use super::eval::{PreprocessRun, SourceFilter};
 use crate::inference::{self, Device, ModelSource, Scorer};
 
 #[derive(Debug, Args)]
@@ -146,17 +146,17 @@ pub fn run(args: DetectArgs, quiet: bool) -> anyhow::Result<i32> {
     };
     let registry = super::registry();
     let cwd = std::env::current_dir()?;
-    let spec = preprocess_pipeline(
-        "detect",
-        317,
-        &cwd.join("detect"),
-        &manifest,
-        &tmp.0,
-        &params,
-        rows.len().clamp(1, 2),
-        &SourceFilter::default(),
-        &registry,
-    )?;
+    let spec = PreprocessRun {
+        name: "detect".into(),
+        seed: 317,
+        spec_path: cwd.join("detect"),
+        manifest: manifest.clone(),
+        out: tmp.0.clone(),
+        params: &params,
+        workers: rows.len().clamp(1, 2),
+        filter: SourceFilter::default(),
+    }
+    .spec(&registry)?;
     if !quiet {
         eprintln!("preprocessing {} video(s) ...", rows.len());
     }

@@ -404,53 +404,59 @@ pub struct SourceFilter {
 
 /// A `preprocess` → `shard-store` pipeline over `manifest` writing `<out>/shards` (the engine
 /// path of `fakestormer preprocess`, so cluster flags and failure reports work the same).
-/// `spec_path` anchors relative paths inside `params` and names the spec in diagnostics.
-pub fn preprocess_pipeline(
-    name: &str,
-    seed: u64,
-    spec_path: &Path,
-    manifest: &Path,
-    out: &Path,
-    params: &PreprocessParams,
-    workers: usize,
-    filter: &SourceFilter,
-    registry: &pipeline::Registry,
-) -> anyhow::Result<pipeline::LoadedSpec> {
-    let manifest = std::path::absolute(manifest)?;
-    let mut source = toml::Table::new();
-    source.insert("manifest".into(), manifest.display().to_string().into());
-    if let Some(d) = &filter.dataset {
-        source.insert("dataset".into(), d.clone().into());
+pub struct PreprocessRun<'a> {
+    pub name: String,
+    pub seed: u64,
+    /// Anchors relative paths inside `params` and names the spec in diagnostics.
+    pub spec_path: PathBuf,
+    pub manifest: PathBuf,
+    pub out: PathBuf,
+    pub params: &'a PreprocessParams,
+    /// Stage instances per worker.
+    pub workers: usize,
+    pub filter: SourceFilter,
+}
+
+impl PreprocessRun<'_> {
+    /// The pipeline spec, checked like a spec file.
+    pub fn spec(&self, registry: &pipeline::Registry) -> anyhow::Result<pipeline::LoadedSpec> {
+        let (filter, params) = (&self.filter, self.params);
+        let manifest = std::path::absolute(&self.manifest)?;
+        let mut source = toml::Table::new();
+        source.insert("manifest".into(), manifest.display().to_string().into());
+        if let Some(d) = &filter.dataset {
+            source.insert("dataset".into(), d.clone().into());
+        }
+        if let Some(x) = &filter.split {
+            source.insert("split".into(), x.clone().into());
+        }
+        if let Some(l) = filter.label {
+            source.insert("label".into(), i64::from(l).into());
+        }
+        if let Some(l) = filter.limit {
+            source.insert("limit".into(), (l as i64).into());
+        }
+        let mut stage = toml::Table::new();
+        stage.insert("kind".into(), "preprocess".into());
+        stage.insert("workers".into(), (self.workers as i64).into());
+        stage.insert("capacity".into(), 4i64.into());
+        stage.insert(
+            "params".into(),
+            toml::Value::try_from(params).context("preprocess parameters")?,
+        );
+        let mut sink = toml::Table::new();
+        sink.insert("kind".into(), "shard-store".into());
+        sink.insert("capacity".into(), 8i64.into());
+        let mut root = toml::Table::new();
+        root.insert("name".into(), self.name.clone().into());
+        root.insert("seed".into(), (self.seed as i64).into());
+        root.insert("output".into(), self.out.display().to_string().into());
+        root.insert("source".into(), source.into());
+        root.insert("stages".into(), vec![toml::Value::Table(stage)].into());
+        root.insert("sink".into(), sink.into());
+        let text = toml::to_string(&root)?;
+        pipeline::parse_spec(&self.spec_path, &text, registry).map_err(|e| anyhow::anyhow!("{e}"))
     }
-    if let Some(x) = &filter.split {
-        source.insert("split".into(), x.clone().into());
-    }
-    if let Some(l) = filter.label {
-        source.insert("label".into(), i64::from(l).into());
-    }
-    if let Some(l) = filter.limit {
-        source.insert("limit".into(), (l as i64).into());
-    }
-    let mut stage = toml::Table::new();
-    stage.insert("kind".into(), "preprocess".into());
-    stage.insert("workers".into(), (workers as i64).into());
-    stage.insert("capacity".into(), 4i64.into());
-    stage.insert(
-        "params".into(),
-        toml::Value::try_from(params).context("preprocess parameters")?,
-    );
-    let mut sink = toml::Table::new();
-    sink.insert("kind".into(), "shard-store".into());
-    sink.insert("capacity".into(), 8i64.into());
-    let mut root = toml::Table::new();
-    root.insert("name".into(), name.into());
-    root.insert("seed".into(), (seed as i64).into());
-    root.insert("output".into(), out.display().to_string().into());
-    root.insert("source".into(), source.into());
-    root.insert("stages".into(), vec![toml::Value::Table(stage)].into());
-    root.insert("sink".into(), sink.into());
-    let text = toml::to_string(&root)?;
-    pipeline::parse_spec(spec_path, &text, registry).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// The eval job's preprocess pipeline, writing `<output>/preprocess/shards`.
@@ -459,22 +465,22 @@ fn preprocess_spec(
     registry: &pipeline::Registry,
 ) -> anyhow::Result<pipeline::LoadedSpec> {
     let s = &job.spec;
-    preprocess_pipeline(
-        &format!("{}-preprocess", s.name),
-        s.seed,
-        &job.path,
-        &job.resolve(&s.manifest),
-        &PathBuf::from(&s.output).join("preprocess"),
-        &s.preprocess,
-        s.preprocess_workers,
-        &SourceFilter {
+    PreprocessRun {
+        name: format!("{}-preprocess", s.name),
+        seed: s.seed,
+        spec_path: job.path.clone(),
+        manifest: job.resolve(&s.manifest),
+        out: PathBuf::from(&s.output).join("preprocess"),
+        params: &s.preprocess,
+        workers: s.preprocess_workers,
+        filter: SourceFilter {
             dataset: s.dataset.clone(),
             split: s.split.clone(),
             label: s.eval.synthetic.then_some(0),
             limit: s.eval.limit,
         },
-        registry,
-    )
+    }
+    .spec(registry)
 }
 
 /// Finds a video's store under a shards folder: `<root>/<id>.store` (the `shard-store` layout),

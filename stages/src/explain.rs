@@ -102,9 +102,9 @@ fn tile(frame: &ImageU8, heat: &[f32], g: usize) -> ImageU8 {
             let s = (sy * frame.width + sx) * frame.channels;
             let h = jet(sample(heat, g, y, x));
             let d = (y * TILE + x) * 3;
-            for c in 0..3 {
+            for (c, hc) in h.iter().enumerate() {
                 let px = frame.data[s + c.min(frame.channels - 1)] as f32;
-                out.data[d + c] = ((1.0 - ALPHA) * px + ALPHA * h[c]).round() as u8;
+                out.data[d + c] = ((1.0 - ALPHA) * px + ALPHA * hc).round() as u8;
             }
         }
     }
