@@ -143,8 +143,13 @@ fn eval_scores_the_videos_lists_the_failures_and_its_metrics_match_the_scores() 
 }
 
 /// The score of `id` computed without the CLI: stored crops → test clips (margin 15 for the
-/// `demo` dataset, 32² for `tiny`) → B=1 forwards → mean logit.
+/// `demo` dataset, 32² for `tiny`) → B=1 forwards → mean logit; with `flip`, each clip's logit
+/// is the mean of the clip's and its mirror image's.
 fn library_score(shards: &Path, id: &str) -> f64 {
+    library_score_with(shards, id, false)
+}
+
+fn library_score_with(shards: &Path, id: &str, flip: bool) -> f64 {
     let store = pipeline::naming::item_path(shards, id, "store");
     let r = ShardReader::open(&store).unwrap();
     let cfg = TestClipConfig {
@@ -161,12 +166,21 @@ fn library_score(shards: &Path, id: &str) -> f64 {
     let logits: Vec<f64> = clips
         .iter()
         .map(|c| {
-            let mut x = Vec::new();
-            push_clip_tensor(&c.frames, &mut x);
-            let tr = net
-                .forward(&be, &be.upload(&x), 1, false, &mut rng)
-                .unwrap();
-            be.download(&tr.cls)[0] as f64
+            let mut logit = |frames: &[stages::synth::ImageU8]| {
+                let mut x = Vec::new();
+                push_clip_tensor(frames, &mut x);
+                let tr = net
+                    .forward(&be, &be.upload(&x), 1, false, &mut rng)
+                    .unwrap();
+                be.download(&tr.cls)[0]
+            };
+            if flip {
+                let mirrored: Vec<_> = c.frames.iter().map(|f| f.hflip()).collect();
+                // The CLI averages in f32.
+                ((logit(&c.frames) + logit(&mirrored)) / 2.0) as f64
+            } else {
+                logit(&c.frames) as f64
+            }
         })
         .collect();
     logits.iter().sum::<f64>() / logits.len() as f64
@@ -364,4 +378,67 @@ fn paper_table_specs_are_well_formed() {
             "{d}: {stderr}"
         );
     }
+}
+
+fn eval_from_shards(out: &Path, extra: &[&str]) -> Vec<(String, u8, f64, f64, usize, String)> {
+    let o = bin()
+        .args(["eval", "--quiet", "--preset", "tiny", "--weights"])
+        .arg(weights())
+        .arg("--manifest")
+        .arg(manifest())
+        .arg("--shards")
+        .arg(preprocessed_run().join("preprocess/shards"))
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    read_scores(&out.join("scores.csv"))
+}
+
+/// Flip test: each clip's logit is averaged with its mirror image's (checked through the
+/// library). Official shuffled batches (`temp_token = batch`): in compat mode a clip's temp token
+/// comes from its batch's first clip, so scores change but are a function of the seed.
+#[test]
+fn flip_test_and_official_batches() {
+    let shards = preprocessed_run().join("preprocess/shards");
+    let flipped = eval_from_shards(&scratch().join("flip"), &["--flip-test"]);
+    for (id, _, score, ..) in &flipped {
+        let want = library_score_with(&shards, id, true);
+        assert!(
+            (score - want).abs() < 1e-5,
+            "{id}: CLI {score} vs library {want}"
+        );
+    }
+    let per_clip = read_scores(&preprocessed_run().join("scores.csv"));
+    assert!(
+        flipped
+            .iter()
+            .zip(&per_clip)
+            .any(|(x, y)| (x.2 - y.2).abs() > 1e-6),
+        "mirroring changes some scores"
+    );
+    let a = eval_from_shards(
+        &scratch().join("batch-a"),
+        &["--temp-token", "batch", "--batch", "3"],
+    );
+    let b = eval_from_shards(
+        &scratch().join("batch-b"),
+        &["--temp-token", "batch", "--batch", "3"],
+    );
+    assert_eq!(a, b, "shuffled batches are deterministic given the seed");
+    assert!(
+        a.iter()
+            .zip(&per_clip)
+            .any(|(x, y)| (x.2 - y.2).abs() > 1e-6),
+        "the temp token of a shared batch changes some scores"
+    );
+    let m = read_json(&scratch().join("batch-a/metrics.json"));
+    assert_eq!(m["settings"]["forward_batch"], 3);
 }
