@@ -70,7 +70,7 @@ PY
 )"
   while IFS= read -r sp; do
     [ -d "$sp/nvidia" ] || continue
-    while IFS= read -r f; do lib_dirs+=("$(dirname "$f")"); done < <(find "$sp/nvidia" -maxdepth 4 \( -name 'libnvrtc.so*' -o -name 'libcublas.so*' \) 2>/dev/null)
+    while IFS= read -r f; do lib_dirs+=("$(dirname "$f")"); done < <(find "$sp/nvidia" -maxdepth 4 \( -name 'libnvrtc.so*' -o -name 'libcublas.so*' -o -name 'libnccl.so*' \) 2>/dev/null)
     if [ -z "$inc_dir" ]; then
       h="$(find "$sp/nvidia" -maxdepth 4 -name cuda_bf16.h 2>/dev/null | head -n1)"
       [ -n "$h" ] && inc_dir="$(dirname "$h")"

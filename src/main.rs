@@ -4,6 +4,7 @@
 mod commands;
 mod inference;
 mod plot;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -38,6 +39,8 @@ enum Command {
     /// Preview or dump self-blended training clips sampled from shard stores.
     #[command(subcommand)]
     Synth(commands::synth::SynthCommand),
+    /// Train the detector on real videos and their self-blended fakes (a train spec).
+    Train(commands::train::TrainArgs),
     /// Render loss/accuracy/learning-rate curves of a training run to PNG.
     Plot(commands::plot::PlotArgs),
     /// Evaluate a detector on a test set: per-video scores, AUC/AP/AR/mF1/ACC/EER, ROC curve.
@@ -64,6 +67,7 @@ fn main() {
         Command::Manifest(c) => commands::manifest::run(c),
         Command::Model(c) => commands::model::run(c),
         Command::Synth(c) => commands::synth::run(c),
+        Command::Train(a) => commands::train::run(a, cli.quiet),
         Command::Plot(a) => commands::plot::run(a),
         Command::Eval(a) => commands::eval::run(*a, cli.quiet),
         Command::Detect(a) => commands::detect::run(a, cli.quiet),

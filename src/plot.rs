@@ -200,11 +200,16 @@ struct RunLog {
     epochs: BTreeMap<u64, EpochRecord>,
 }
 
-/// A finite number at `key`; null, absent and non-finite all read as `None`.
+/// Largest magnitude drawn: plotters' tick search does not terminate for ranges near `f64::MAX`,
+/// and a loss this large means the run diverged anyway.
+const MAX_PLOTTED: f64 = 1e300;
+
+/// A plottable number at `key`; null, absent, non-finite and beyond-[`MAX_PLOTTED`] all read as
+/// `None` (nothing is drawn for them).
 fn num(v: &serde_json::Value, key: &str) -> Option<f64> {
     v.get(key)
         .and_then(serde_json::Value::as_f64)
-        .filter(|x| x.is_finite())
+        .filter(|x| x.abs() <= MAX_PLOTTED)
 }
 
 fn index(v: &serde_json::Value, key: &str, what: &str, line: usize) -> anyhow::Result<u64> {
@@ -726,6 +731,26 @@ mod tests {
         // One point: drawn as a marker (a filled circle of radius 4) plus the legend sample.
         assert!(loss.count(C_LOSS) > 40 + 30, "{}", loss.count(C_LOSS));
         assert!(Image::read(&paths[2]).count(C_LR) > 40 + 30);
+    }
+
+    /// A diverged run: huge and non-finite (null) losses are left out instead of hanging the
+    /// tick search.
+    #[test]
+    fn diverged_values_are_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("metrics.jsonl"),
+            "{\"kind\":\"step\",\"step\":1,\"loss\":0.9,\"lr\":1e-300}\n\
+             {\"kind\":\"step\",\"step\":2,\"loss\":1.7e308,\"lr\":1e-320}\n\
+             {\"kind\":\"step\",\"step\":3,\"loss\":-1.7e308}\n\
+             {\"kind\":\"step\",\"step\":4,\"loss\":null}\n",
+        )
+        .unwrap();
+        let log = read_log(&dir.path().join("metrics.jsonl")).unwrap();
+        let losses: Vec<_> = log.steps.values().map(|r| r.loss).collect();
+        assert_eq!(losses, [Some(0.9), None, None, None]);
+        let paths = plot_run(dir.path()).unwrap();
+        assert!(Image::read(&paths[0]).count(C_LOSS) > 40);
     }
 
     #[test]

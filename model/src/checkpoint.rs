@@ -10,11 +10,34 @@ use kernels::Backend;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 
-/// Everything besides tensors that a resumed run needs.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TrainState {
-    /// Completed epochs.
+/// Where a training job stands: saved with the tensors so a resumed job continues at the next
+/// batch, with the same best-so-far validation result.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Progress {
+    /// Epoch in progress (or completed epochs when `batch` is 0).
     pub epoch: u32,
+    /// Batches of `epoch` already trained on.
+    #[serde(default)]
+    pub batch: u64,
+    /// Optimizer steps taken in the whole run.
+    #[serde(default)]
+    pub global_step: u64,
+    /// Best validation accuracy so far and its epoch (strict improvement keeps the earlier one).
+    #[serde(default)]
+    pub best_val_acc: Option<f64>,
+    #[serde(default)]
+    pub best_epoch: Option<u32>,
+    /// Hash of the job spec that produced the checkpoint (a resume with another spec is refused).
+    #[serde(default)]
+    pub spec_hash: String,
+}
+
+/// Everything besides tensors that a resumed run needs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainState {
+    /// Job progress (epoch, batch, best validation).
+    #[serde(flatten)]
+    pub progress: Progress,
     /// Per-parameter Adam step counts (state-dict parameter order).
     pub steps: Vec<u64>,
     /// RNG seed (hex).
@@ -33,7 +56,7 @@ pub fn save<B: Backend>(
     be: &B,
     net: &Network<B>,
     opt: &Optimizer<B>,
-    epoch: u32,
+    progress: &Progress,
     rng: &ChaCha8Rng,
 ) -> Result<(), ModelError> {
     let mut sd = net.state_dict(be);
@@ -59,7 +82,7 @@ pub fn save<B: Backend>(
         .map(|b| format!("{b:02x}"))
         .collect::<String>();
     let st = TrainState {
-        epoch,
+        progress: progress.clone(),
         steps: opt.steps.clone(),
         rng_seed: seed,
         rng_stream: rng.get_stream(),
@@ -90,13 +113,13 @@ fn write_safetensors_with_meta(
     crate::atomic_write(path, &out)
 }
 
-/// Load a training checkpoint into `net` and `opt`; returns (epoch, rng).
+/// Load a training checkpoint into `net` and `opt`; returns the job progress and the rng.
 pub fn load<B: Backend>(
     path: &Path,
     be: &B,
     net: &mut Network<B>,
     opt: &mut Optimizer<B>,
-) -> Result<(u32, ChaCha8Rng), ModelError> {
+) -> Result<(Progress, ChaCha8Rng), ModelError> {
     let bytes =
         std::fs::read(path).map_err(|e| ModelError::Io(format!("{}: {e}", path.display())))?;
     let fmt = |e: String| ModelError::Format(format!("{}: {e}", path.display()));
@@ -155,5 +178,5 @@ pub fn load<B: Backend>(
             .parse::<u128>()
             .map_err(|_| fmt("bad rng_word_pos".into()))?,
     );
-    Ok((st.epoch, rng))
+    Ok((st.progress, rng))
 }

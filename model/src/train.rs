@@ -91,12 +91,16 @@ pub struct StepReport {
     pub pass2: LossOutput,
     /// Global L2 norm of the pass-1 gradients.
     pub grad_norm: f64,
+    /// Pass-1 cls logits, one per clip (the official trainer's accuracy uses them).
+    pub cls: Vec<f32>,
 }
 
 /// Result of one forward/backward pass.
 pub struct Pass<B: Backend> {
     /// Loss values and output gradients.
     pub loss: LossOutput,
+    /// cls logits, one per clip.
+    pub cls: Vec<f32>,
     /// Parameter gradients (zero for parameters without a gradient, see [`Network::has_grad`]).
     pub grads: Vec<B::Buf>,
     /// Saved activations (outputs and BN internals included).
@@ -149,6 +153,7 @@ pub fn loss_and_grads<B: Backend>(
     net.backward(be, &tr, &dc, &dt, &dh, &mut grads, frozen_backbone)?;
     Ok(Pass {
         loss,
+        cls,
         grads,
         trace: tr,
     })
@@ -237,5 +242,6 @@ pub fn sam_step<B: Backend>(
         pass1: p1.loss,
         pass2: p2.loss,
         grad_norm,
+        cls: p1.cls,
     })
 }

@@ -162,11 +162,19 @@ fn training_checkpoint_round_trip_resumes_identically() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     sam_step(&be, &mut a, &mut oa, &batch, &mut rng, false).unwrap();
     let path = tmp("train.safetensors");
-    checkpoint::save(&path, &be, &a, &oa, 3, &rng).unwrap();
+    let progress = checkpoint::Progress {
+        epoch: 3,
+        batch: 5,
+        global_step: 17,
+        best_val_acc: Some(0.75),
+        best_epoch: Some(2),
+        spec_hash: "abc".into(),
+    };
+    checkpoint::save(&path, &be, &a, &oa, &progress, &rng).unwrap();
     let mut b = mk();
     let mut ob = Optimizer::new(&be, &b, cfg);
-    let (epoch, mut rng_b) = checkpoint::load(&path, &be, &mut b, &mut ob).unwrap();
-    assert_eq!(epoch, 3);
+    let (got, mut rng_b) = checkpoint::load(&path, &be, &mut b, &mut ob).unwrap();
+    assert_eq!(got, progress);
     assert_eq!(ob.steps, oa.steps);
     // continue both with drop-path active: identical RNG state ⇒ identical results
     let ra = sam_step(&be, &mut a, &mut oa, &batch, &mut rng, false).unwrap();

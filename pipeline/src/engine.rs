@@ -203,6 +203,23 @@ pub fn run(
     cluster: &ClusterOptions,
     opts: &RunOptions,
 ) -> Result<Option<RunReport>, EngineError> {
+    let rows = if cluster.process == 0 {
+        load_items(spec)?
+    } else {
+        Vec::new()
+    };
+    run_items(spec, rows, registry, cluster, opts)
+}
+
+/// Runs a spec over `rows` instead of its whole manifest (incremental runs pass only the items to
+/// add or redo). Only process 0's rows are used; the other processes pass an empty list.
+pub fn run_items(
+    spec: &LoadedSpec,
+    rows: Vec<ManifestRow>,
+    registry: Arc<Registry>,
+    cluster: &ClusterOptions,
+    opts: &RunOptions,
+) -> Result<Option<RunReport>, EngineError> {
     let config = cluster.timely_config()?;
     let out_dir = opts
         .out_dir
@@ -212,11 +229,6 @@ pub fn run(
         path: out_dir.clone(),
         source,
     })?;
-    let rows = if cluster.process == 0 {
-        load_items(spec)?
-    } else {
-        Vec::new()
-    };
     let provenance = Provenance::new(&spec.spec.name, &spec.hash, spec.spec.seed);
     let manifest_dir = spec
         .manifest_path()
@@ -371,6 +383,7 @@ fn run_worker(
                     let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
                         let _ = wake.activate();
                     });
+                    let retry = scope.activator_for(info.address.clone());
                     let mut chain = match Chain::start(&plans, &ctx, wake) {
                         Ok(c) => Some(c),
                         Err(e) => {
@@ -431,7 +444,12 @@ fn run_worker(
                                 }
                             }
                         }
-                        c.pump();
+                        // Records still waiting for room in the first queue: look again
+                        // shortly. A completion would wake us, but none may be due (an item's
+                        // end marker waits while the stage works on its record).
+                        if c.pump() > 0 {
+                            retry.activate_after(Duration::from_millis(2));
+                        }
                         if let Some(cp) = cap.as_ref() {
                             let mut s = output.session(cp);
                             while let Some(done) = c.try_completion() {

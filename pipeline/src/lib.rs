@@ -2,11 +2,13 @@
 //!
 //! A run is: load a spec ([`spec`]), read its manifest ([`manifest`]), and execute its stage chain
 //! ([`stage`], [`chain`]) on every timely worker ([`engine`]); worker 0 assembles the
-//! [`report`]. Stage kinds come from a [`registry`] filled by the crates that implement them.
+//! [`report`]. [`incremental`] runs redo only what the manifest or spec changed. Stage kinds come from a [`registry`] filled by the crates that implement them.
 
+pub mod allreduce;
 pub mod atomic_file;
 pub mod chain;
 pub mod engine;
+pub mod incremental;
 pub mod job;
 pub mod manifest;
 pub mod naming;

@@ -113,6 +113,9 @@ pub struct RunReport {
     pub peak_records_alive: usize,
     pub chain_errors: Vec<String>,
     pub items: Vec<ItemOutcome>,
+    /// What an incremental run added, redid, retired and kept (absent for plain runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<crate::incremental::Summary>,
 }
 
 impl RunReport {
@@ -221,7 +224,32 @@ impl RunReport {
                 .unwrap_or(0),
             chain_errors: chains.iter().filter_map(|c| c.error.clone()).collect(),
             items: outcomes,
+            incremental: None,
         }
+    }
+
+    /// The report of a run that had no items to process.
+    pub(crate) fn empty(spec: &LoadedSpec, cluster: &ClusterOptions) -> Self {
+        let provenance = Provenance::new(&spec.spec.name, &spec.hash, spec.spec.seed);
+        let names: Vec<String> = spec
+            .spec
+            .stages
+            .iter()
+            .chain(std::iter::once(&spec.spec.sink))
+            .map(|s| s.kind.clone())
+            .collect();
+        Self::assemble(
+            spec,
+            provenance,
+            cluster,
+            &names,
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            now_rfc3339(),
+            Duration::ZERO,
+            false,
+        )
     }
 
     pub fn write(&self, path: &Path) -> std::io::Result<()> {

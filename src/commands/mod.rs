@@ -11,6 +11,7 @@ pub mod run;
 pub mod shards;
 pub mod spec;
 pub mod synth;
+pub mod train;
 
 use std::sync::Arc;
 

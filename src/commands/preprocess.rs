@@ -1,6 +1,8 @@
 //! `fakestormer preprocess --manifest M --out DIR [--spec SPEC]`: runs a preprocess spec (the
 //! built-in default unless `--spec` is given) over manifest M, writing one shard store per video
-//! under `DIR/shards/`.
+//! under `DIR/shards/`. Runs are incremental (docs/incremental.md): `DIR/index.jsonl` records what
+//! each store was made from, and a rerun processes only added and changed videos and retires the
+//! stores of removed ones.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +25,9 @@ pub struct PreprocessArgs {
     /// Preprocess spec (default: the built-in specs/preprocess-default.toml).
     #[arg(long)]
     pub spec: Option<PathBuf>,
+    /// Re-hash every input file instead of trusting an unchanged size and modification time.
+    #[arg(long)]
+    pub rehash: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -72,7 +77,43 @@ pub fn run(args: PreprocessArgs, quiet: bool) -> anyhow::Result<i32> {
         .with_context(|| format!("resolving {}", args.manifest.display()))?;
     let text = with_manifest(&text, &manifest)?;
     let spec = pipeline::parse_spec(&path, &text, &registry).map_err(|e| anyhow::anyhow!("{e}"))?;
-    super::run::execute(&spec, registry, &args.cluster, Some(args.out), quiet)
+    let opts = pipeline::RunOptions {
+        out_dir: Some(args.out.clone()),
+        quiet,
+        cancel: super::run::cancel_flag(),
+    };
+    let report = pipeline::incremental::run(
+        &spec,
+        registry,
+        &args.cluster.options(),
+        &opts,
+        &stages::catalog::incremental_layout(),
+        &pipeline::incremental::IncrementalOptions {
+            rehash: args.rehash,
+        },
+    )
+    .with_context(|| format!("preprocessing into {}", args.out.display()))?;
+    let Some(report) = report else {
+        if !quiet {
+            eprintln!(
+                "process {} done; process 0 writes the report",
+                args.cluster.process
+            );
+        }
+        return Ok(0);
+    };
+    super::run::summarize(&report, &args.out, quiet);
+    if let Some(i) = &report.incremental {
+        println!(
+            "incremental: {} added, {} changed, {} retired, {} unchanged, {} failed ({} processed)",
+            i.added, i.changed, i.retired, i.unchanged, i.failed, i.processed
+        );
+    }
+    Ok(if report.status == "interrupted" {
+        130
+    } else {
+        0
+    })
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod device;
 mod dtype;
 mod error;
 mod gemm;
+pub mod nccl;
 mod ops;
 mod source;
 

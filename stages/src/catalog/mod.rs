@@ -12,8 +12,9 @@ pub use decode::{DecodeParams, DecodeStage};
 pub use frame_stats::{FrameStats, FrameStatsParams};
 pub use preprocess::{PreprocessParams, PreprocessStage, DEBIAN_PREDICTOR};
 pub use shard_store::{
-    find_stores, is_done, open_store, prune_staging, staging_dir, store_dir, PreprocessedVideo,
-    ShardStoreParams, ShardStoreSink, STAGING_DIR, STORES_DIR,
+    find_stores, incremental_layout, is_done, open_store, prune_staging, staging_dir, store_dir,
+    store_rel, PreprocessedVideo, ShardStoreParams, ShardStoreSink, OUTPUT_NEUTRAL_PARAMS,
+    STAGING_DIR, STORES_DIR,
 };
 
 use pipeline::Registry;

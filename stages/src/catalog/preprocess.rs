@@ -309,7 +309,9 @@ impl Stage for PreprocessStage {
     ) -> Result<(), StageError> {
         let id = row.id.clone();
         let done = store_dir(&self.out, &id);
-        if is_done(&done, &id) {
+        // In an index-managed folder the index decides what is done (an existing store may be
+        // stale); elsewhere a finished store is reused.
+        if !pipeline::incremental::manages(&self.out) && is_done(&done, &id) {
             let stored = ShardReader::open(&done)
                 .ok()
                 .and_then(|r| r.video(&id).map(|v| v.frames.len() as u64))

@@ -128,6 +128,40 @@ impl Stage for ShardStoreSink {
     }
 }
 
+/// Committed store of item `id`, relative to the output folder (the name the index records).
+pub fn store_rel(id: &str) -> PathBuf {
+    store_dir(Path::new(""), id)
+}
+
+/// Every committed store under `out/shards`, relative to `out` (none when there is no `shards`).
+fn existing_stores(out: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let root = out.join(STORES_DIR);
+    if !root.is_dir() {
+        return Ok(Vec::new());
+    }
+    let found = find_stores(&root).map_err(std::io::Error::other)?;
+    Ok(found
+        .into_iter()
+        .filter_map(|p| p.strip_prefix(out).ok().map(Path::to_path_buf))
+        .collect())
+}
+
+/// `preprocess` parameters that never change a store: FFmpeg's decoder threads (H.264/HEVC
+/// decoding is bit-exact whatever the thread count) and OpenCV's threads (DNN layers split work
+/// over output elements; stores were byte-identical for 1 and 2 on the demo media, 16 frames).
+/// Everything else counts.
+pub const OUTPUT_NEUTRAL_PARAMS: &[(&str, &str)] =
+    &[("preprocess", "threads"), ("preprocess", "opencv_threads")];
+
+/// How shard stores are laid out, for incremental runs (`pipeline::incremental`).
+pub fn incremental_layout() -> pipeline::incremental::OutputLayout {
+    pipeline::incremental::OutputLayout {
+        output_of: store_rel,
+        existing: existing_stores,
+        neutral_params: OUTPUT_NEUTRAL_PARAMS,
+    }
+}
+
 /// Whether `dir` holds a complete store containing video `id`.
 pub fn is_done(dir: &Path, id: &str) -> bool {
     dir.join(INDEX_FILE).is_file() && ShardReader::open(dir).is_ok_and(|r| r.video(id).is_some())
