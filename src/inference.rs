@@ -119,12 +119,23 @@ pub fn resolve_config(
         return ModelConfig::from_toml(&text)
             .with_context(|| format!("model config {}", p.display()));
     }
-    model::api::config_from_state_dict(sd).with_context(|| {
+    let cfg = model::api::config_from_state_dict(sd).with_context(|| {
         format!(
             "inferring the model config from {} (set a preset if this is not a ViT with 64-wide heads)",
             src.weights.display()
         )
-    })
+    })?;
+    // The head count is not in the tensor shapes: say what was assumed.
+    tracing::warn!(
+        "model config inferred from {}: {}² input, {} wide, depth {}, {} heads (assumed {} / 64); pass a preset or model config if the network was built otherwise",
+        src.weights.display(),
+        cfg.img_size,
+        cfg.embed_dim,
+        cfg.depth,
+        cfg.num_heads,
+        cfg.embed_dim
+    );
+    Ok(cfg)
 }
 
 fn load_into<B: Backend>(

@@ -232,8 +232,13 @@ fn eval_from_shard_stores_gives_the_same_scores_as_the_library() {
 fn synthetic_eval_scores_real_videos_against_their_self_blends() {
     let first = preprocessed_run();
     let out = scratch().join("synthetic");
+    // The model named by a config file this time (the demo's way).
+    let model = scratch().join("tiny-model.toml");
+    std::fs::write(&model, "preset = \"tiny\"\n").unwrap();
     let o = bin()
-        .args(["eval", "--preset", "tiny", "--synthetic", "--weights"])
+        .args(["eval", "--synthetic", "--model-config"])
+        .arg(&model)
+        .arg("--weights")
         .arg(weights())
         .arg("--manifest")
         .arg(manifest())

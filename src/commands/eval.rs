@@ -179,6 +179,12 @@ impl Params for EvalSpec {
         if let Some(c) = &self.model.config {
             file(&mut p, "model.config", c, false);
         }
+        if self.model.preset.is_some() && self.model.config.is_some() {
+            p.push(ParamProblem::new(
+                "model.config",
+                "give either `preset` or `config`, not both",
+            ));
+        }
         if let Err(e) = self.device.parse::<Device>() {
             p.push(ParamProblem::new("device", e));
         }
@@ -244,6 +250,9 @@ pub struct EvalArgs {
     /// Model preset (base, small, tiny) instead of inferring it from the weights.
     #[arg(long)]
     pub preset: Option<String>,
+    /// Model-config TOML (e.g. specs/models/demo.toml) instead of a preset.
+    #[arg(long, conflicts_with = "preset")]
+    pub model_config: Option<PathBuf>,
     /// compat or clean.
     #[arg(long)]
     pub mode: Option<String>,
@@ -281,6 +290,7 @@ fn has_overrides(a: &EvalArgs) -> bool {
         || a.dataset.is_some()
         || a.margin.is_some()
         || a.preset.is_some()
+        || a.model_config.is_some()
         || a.mode.is_some()
         || a.device.is_some()
         || a.frames.is_some()
@@ -361,6 +371,11 @@ fn load_job(args: &EvalArgs) -> anyhow::Result<pipeline::LoadedJob<EvalSpec>> {
     }
     if let Some(p) = &args.preset {
         spec.model.preset = Some(p.clone());
+        spec.model.config = None;
+    }
+    if let Some(c) = &args.model_config {
+        spec.model.preset = None;
+        spec.model.config = Some(abs(c).display().to_string());
     }
     if let Some(m) = &args.mode {
         spec.model.mode = m.clone();
