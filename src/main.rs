@@ -2,6 +2,7 @@
 //! every job driven by a declarative, reproducible pipeline spec.
 
 mod commands;
+mod inference;
 mod plot;
 mod train;
 
@@ -42,6 +43,10 @@ enum Command {
     Train(commands::train::TrainArgs),
     /// Render loss/accuracy/learning-rate curves of a training run to PNG.
     Plot(commands::plot::PlotArgs),
+    /// Evaluate a detector on a test set: per-video scores, AUC/AP/AR/mF1/ACC/EER, ROC curve.
+    Eval(Box<commands::eval::EvalArgs>),
+    /// Check video files: fake probability per video and per clip, optional explanation image.
+    Detect(commands::detect::DetectArgs),
 }
 
 fn main() {
@@ -64,6 +69,8 @@ fn main() {
         Command::Synth(c) => commands::synth::run(c),
         Command::Train(a) => commands::train::run(a, cli.quiet),
         Command::Plot(a) => commands::plot::run(a),
+        Command::Eval(a) => commands::eval::run(*a, cli.quiet),
+        Command::Detect(a) => commands::detect::run(a, cli.quiet),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -1,6 +1,8 @@
 //! One module per subcommand; each returns the process exit code.
 
 pub mod cluster;
+pub mod detect;
+pub mod eval;
 pub mod manifest;
 pub mod model;
 pub mod plot;

@@ -55,8 +55,7 @@ pub fn execute(
     execute_with(spec, registry, cluster, out, quiet, false)
 }
 
-/// [`execute`]; a spec whose sink is the shard store runs incrementally (only added or changed
-/// items, retired stores removed, `index.jsonl` kept; `rehash` re-reads every input file).
+/// [`execute`]; `rehash` re-reads every input file of an incremental run.
 pub fn execute_with(
     spec: &pipeline::LoadedSpec,
     registry: std::sync::Arc<pipeline::Registry>,
@@ -65,6 +64,38 @@ pub fn execute_with(
     quiet: bool,
     rehash: bool,
 ) -> anyhow::Result<i32> {
+    let Some(report) = execute_report_with(spec, registry, cluster, out, quiet, rehash)? else {
+        return Ok(0);
+    };
+    Ok(if report.status == "interrupted" {
+        130
+    } else {
+        0
+    })
+}
+
+/// [`execute`], returning the run report (`None` on cluster processes other than 0, which do
+/// not hold it) for commands that continue with the results (`eval`, `detect`).
+pub fn execute_report(
+    spec: &pipeline::LoadedSpec,
+    registry: std::sync::Arc<pipeline::Registry>,
+    cluster: &ClusterArgs,
+    out: Option<PathBuf>,
+    quiet: bool,
+) -> anyhow::Result<Option<pipeline::report::RunReport>> {
+    execute_report_with(spec, registry, cluster, out, quiet, false)
+}
+
+/// The one place a pipeline runs: a spec whose sink is the shard store runs incrementally (only
+/// added or changed items, retired stores removed, `index.jsonl` kept).
+fn execute_report_with(
+    spec: &pipeline::LoadedSpec,
+    registry: std::sync::Arc<pipeline::Registry>,
+    cluster: &ClusterArgs,
+    out: Option<PathBuf>,
+    quiet: bool,
+    rehash: bool,
+) -> anyhow::Result<Option<pipeline::report::RunReport>> {
     let opts = pipeline::RunOptions {
         out_dir: out.clone(),
         quiet,
@@ -91,7 +122,7 @@ pub fn execute_with(
                 cluster.process
             );
         }
-        return Ok(0);
+        return Ok(None);
     };
     let out = out.unwrap_or_else(|| PathBuf::from(&spec.spec.output));
     summarize(&report, &out, quiet);
@@ -101,11 +132,7 @@ pub fn execute_with(
             i.added, i.changed, i.retired, i.unchanged, i.failed, i.processed
         );
     }
-    Ok(if report.status == "interrupted" {
-        130
-    } else {
-        0
-    })
+    Ok(Some(report))
 }
 
 /// Prints the run's outcome: counts, failed items with reasons, where the report is.

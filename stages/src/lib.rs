@@ -7,11 +7,13 @@ pub mod clips;
 pub mod crop;
 pub mod decode;
 pub mod detect;
+pub mod explain;
 pub mod lossless;
 pub mod official_layout;
 pub mod preprocess;
 pub mod rgb;
 pub mod shard;
 pub mod synth;
+pub mod test_clips;
 
 pub use catalog::register;

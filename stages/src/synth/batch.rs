@@ -14,7 +14,7 @@ use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
 use super::sbv::{self, ClipInput, ItemKey, SbvConfig, SynthesizedPair};
-use super::SynthError;
+use super::{ImageU8, SynthError};
 
 /// ImageNet statistics of `TRANSFORM.normalize`.
 pub const MEAN: [f64; 3] = [0.485, 0.456, 0.406];
@@ -49,7 +49,8 @@ pub struct BatchKey {
     pub index: u64,
 }
 
-fn normalise_lut() -> [[f32; 256]; 3] {
+/// Per channel, the normalised value of every uint8 level: `(v/255 − mean)/std` in f64, as f32.
+pub fn normalise_lut() -> [[f32; 256]; 3] {
     let mut lut = [[0f32; 256]; 3];
     for (c, row) in lut.iter_mut().enumerate() {
         for (v, o) in row.iter_mut().enumerate() {
@@ -57,6 +58,25 @@ fn normalise_lut() -> [[f32; 256]; 3] {
         }
     }
     lut
+}
+
+/// Writes one clip of T RGB frames (all H×W×3, H·W = hw) as 3×T×H×W normalised planes into
+/// `out` (length 3·T·hw), one pass over the interleaved pixels per frame.
+pub fn normalise_clip(clip: &[ImageU8], lut: &[[f32; 256]; 3], out: &mut [f32]) {
+    let frames = clip.len();
+    let hw = out.len() / (3 * frames.max(1));
+    for (t, img) in clip.iter().enumerate() {
+        let plane = |c: usize| (c * frames + t) * hw;
+        let (p0, p1, p2) = (plane(0), plane(1), plane(2));
+        let (head, rest) = out.split_at_mut(p1);
+        let (mid, tail) = rest.split_at_mut(p2 - p1);
+        let (r, g, b) = (&mut head[p0..p0 + hw], &mut mid[..hw], &mut tail[..hw]);
+        for (i, px) in img.data.chunks_exact(3).take(hw).enumerate() {
+            r[i] = lut[0][px[0] as usize];
+            g[i] = lut[1][px[1] as usize];
+            b[i] = lut[2][px[2] as usize];
+        }
+    }
 }
 
 impl Batch {
@@ -131,22 +151,15 @@ impl Batch {
         let mut mask = std::mem::take(&mut self.mask);
         mask.clear();
         mask.resize(n * frames * cells, 0);
+        let clip_len = 3 * frames * hw;
         for (slot, &(item, is_fake)) in order.iter().enumerate() {
             let p = &pairs[item];
             let clip = if is_fake { &p.fake } else { &p.real };
-            for (t, img) in clip.iter().enumerate() {
-                // One pass over the interleaved pixels, writing the three channel planes.
-                let plane = |c: usize| ((slot * 3 + c) * frames + t) * hw;
-                let (p0, p1, p2) = (plane(0), plane(1), plane(2));
-                let (head, rest) = images.split_at_mut(p1);
-                let (mid, tail) = rest.split_at_mut(p2 - p1);
-                let (r, g, b) = (&mut head[p0..p0 + hw], &mut mid[..hw], &mut tail[..hw]);
-                for (i, px) in img.data.chunks_exact(3).enumerate() {
-                    r[i] = lut[0][px[0] as usize];
-                    g[i] = lut[1][px[1] as usize];
-                    b[i] = lut[2][px[2] as usize];
-                }
-            }
+            normalise_clip(
+                clip,
+                &lut,
+                &mut images[slot * clip_len..(slot + 1) * clip_len],
+            );
             let hm = if is_fake {
                 &p.temporal.fake
             } else {
