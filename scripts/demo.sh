@@ -23,8 +23,8 @@ $FS synth preview --shards "$OUT/preprocess-train" --out "$OUT/synth-preview.png
 $FS train specs/train-demo.toml --out "$OUT/train"
 $FS plot "$OUT/train"
 $FS eval --weights "$OUT/train/best.safetensors" --manifest data-manifests/demo-holdout.jsonl \
-    --model-config specs/models/demo.toml --synthetic --frames 96 --out "$OUT/eval"
-$FS detect .cache/media/franck.mp4 --weights "$OUT/train/best.safetensors" --model-config specs/models/demo.toml \
+    --synthetic --frames 96 --out "$OUT/eval"
+$FS detect .cache/media/franck.mp4 --weights "$OUT/train/best.safetensors" \
     --explain "$OUT/detect-franck.png" | tee "$OUT/detect.txt"
 t1=$(date +%s)
 echo

@@ -105,7 +105,8 @@ pub struct Scorer {
     pub device: Device,
 }
 
-/// The model configuration `src` names (preset, config file, or the weights' shapes).
+/// The model configuration `src` names (preset, config file, the one `train` stored in the
+/// weights' metadata, or the weights' shapes).
 pub fn resolve_config(
     src: &ModelSource,
     sd: &model::safetensors_io::StateDict,
@@ -118,6 +119,13 @@ pub fn resolve_config(
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
         return ModelConfig::from_toml(&text)
             .with_context(|| format!("model config {}", p.display()));
+    }
+    if src.weights.extension().is_some_and(|e| e == "safetensors") {
+        let meta = model::safetensors_io::read_safetensors_metadata(&src.weights)?;
+        if let Some(text) = meta.get(model::safetensors_io::MODEL_CONFIG_KEY) {
+            return ModelConfig::from_toml(text)
+                .with_context(|| format!("the model config stored in {}", src.weights.display()));
+        }
     }
     let cfg = model::api::config_from_state_dict(sd).with_context(|| {
         format!(

@@ -3,7 +3,7 @@
 //! epoch and the ChaCha8 RNG state (seed, stream, word position), so training resumes exactly.
 
 use crate::network::Network;
-use crate::safetensors_io::{parse_safetensors, write_safetensors, HostTensor, StateDict};
+use crate::safetensors_io::{parse_safetensors, write_safetensors_meta, HostTensor, StateDict};
 use crate::train::Optimizer;
 use crate::ModelError;
 use kernels::Backend;
@@ -97,20 +97,9 @@ fn write_safetensors_with_meta(
     sd: &StateDict,
     meta: String,
 ) -> Result<(), ModelError> {
-    // write without metadata, then re-serialise with it (safetensors API takes metadata at once)
-    let tmp = path.with_extension("tmp-nometa");
-    write_safetensors(&tmp, sd)?;
-    let bytes =
-        std::fs::read(&tmp).map_err(|e| ModelError::Io(format!("{}: {e}", tmp.display())))?;
-    let _ = std::fs::remove_file(&tmp);
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| ModelError::Format(e.to_string()))?;
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = st.tensors();
     let mut md = std::collections::HashMap::new();
     md.insert(META_KEY.to_string(), meta);
-    let out = safetensors::tensor::serialize(views, Some(md))
-        .map_err(|e| ModelError::Format(e.to_string()))?;
-    crate::atomic_write(path, &out)
+    write_safetensors_meta(path, sd, Some(md))
 }
 
 /// Load a training checkpoint into `net` and `opt`; returns the job progress and the rng.

@@ -144,6 +144,21 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// The explicit TOML form [`ModelConfig::from_toml`] reads back.
+    pub fn to_toml(&self) -> String {
+        format!(
+            "img_size = {}\npatch_size = {}\nembed_dim = {}\ndepth = {}\nnum_heads = {}\nmlp_ratio = {}\nnum_frames = {}\nspatial_head_width = {}\n",
+            self.img_size,
+            self.patch_size,
+            self.embed_dim,
+            self.depth,
+            self.num_heads,
+            self.mlp_ratio,
+            self.num_frames,
+            self.spatial_head_width
+        )
+    }
+
     /// Parse a TOML model config: either `preset = "base"` (other keys then override it) or all
     /// eight explicit keys.
     pub fn from_toml(text: &str) -> Result<Self, ModelError> {
@@ -208,6 +223,13 @@ mod tests {
         .unwrap();
         assert_eq!(a, b);
         assert_eq!(a, ModelConfig::base());
+        for c in [
+            ModelConfig::base(),
+            ModelConfig::small(),
+            ModelConfig::tiny(),
+        ] {
+            assert_eq!(ModelConfig::from_toml(&c.to_toml()).unwrap(), c);
+        }
     }
 
     #[test]

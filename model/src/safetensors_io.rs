@@ -72,8 +72,32 @@ pub fn parse_safetensors(bytes: &[u8]) -> Result<StateDict, String> {
     Ok(out)
 }
 
+/// Metadata key under which weights written by `train` carry their model configuration (TOML),
+/// so `eval` and `detect` rebuild the same network (the head count is not in the tensor shapes).
+pub const MODEL_CONFIG_KEY: &str = "fakestormer_model_config";
+
 /// Write a state dict atomically (temp file + rename).
 pub fn write_safetensors(path: &Path, sd: &StateDict) -> Result<(), ModelError> {
+    write_safetensors_meta(path, sd, None)
+}
+
+/// The string metadata of a safetensors file (empty if it has none).
+pub fn read_safetensors_metadata(
+    path: &Path,
+) -> Result<std::collections::HashMap<String, String>, ModelError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| ModelError::Io(format!("{}: {e}", path.display())))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| ModelError::Format(format!("{}: {e}", path.display())))?;
+    Ok(header.metadata().clone().unwrap_or_default())
+}
+
+/// [`write_safetensors`] with string metadata in the header.
+pub fn write_safetensors_meta(
+    path: &Path,
+    sd: &StateDict,
+    meta: Option<std::collections::HashMap<String, String>>,
+) -> Result<(), ModelError> {
     let bufs: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = sd
         .iter()
         .map(|(k, t)| match t {
@@ -97,7 +121,7 @@ pub fn write_safetensors(path: &Path, sd: &StateDict) -> Result<(), ModelError> 
             .map_err(|e| ModelError::Format(format!("{k}: {e}")))?;
         views.push((k.clone(), v));
     }
-    let bytes = safetensors::tensor::serialize(views, None)
+    let bytes = safetensors::tensor::serialize(views, meta)
         .map_err(|e| ModelError::Format(e.to_string()))?;
     crate::atomic_write(path, &bytes)
 }

@@ -23,7 +23,6 @@ use kernels::Backend;
 use model::checkpoint::{self, Progress};
 use model::config::ModelConfig;
 use model::network::{Mode, Network};
-use model::safetensors_io::write_safetensors;
 use model::train::{sam_step, OptimConfig, Optimizer};
 use pipeline::allreduce::{AllReduce, LocalReduce};
 use pipeline::{ClusterOptions, LoadedJob};
@@ -165,8 +164,14 @@ fn on_device(
     }
 }
 
+/// Model weights only (what `eval` and `detect` load), with the model configuration in the
+/// metadata so they rebuild the same network.
 fn save_weights<B: Backend>(be: &B, net: &Network<B>, path: &Path) -> anyhow::Result<()> {
-    write_safetensors(path, &net.state_dict(be))
+    let meta = std::collections::HashMap::from([(
+        model::safetensors_io::MODEL_CONFIG_KEY.to_string(),
+        net.cfg.to_toml(),
+    )]);
+    model::safetensors_io::write_safetensors_meta(path, &net.state_dict(be), Some(meta))
         .with_context(|| format!("writing {}", path.display()))
 }
 
