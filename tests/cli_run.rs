@@ -1,25 +1,13 @@
 //! `fakestormer run` end to end on the demo media: bad inputs are reported and the rest finishes;
 //! outputs are identical for 1 and 2 workers and for a 2-process cluster on 127.0.0.1.
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn media_dir() -> PathBuf {
-    let dir = std::env::var_os("FAKESTORMER_MEDIA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/media"));
-    assert!(
-        dir.join("franck.mp4").is_file(),
-        "demo media missing in {}: run scripts/fetch-demo-media.sh (or set FAKESTORMER_MEDIA)",
-        dir.display()
-    );
-    dir
-}
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_fakestormer"))
-}
+use support::{bin, media_dir};
 
 fn row(id: &str, path: &Path) -> String {
     serde_json::json!({"id": id, "path": path, "label": 0, "dataset": "demo", "split": "demo"})

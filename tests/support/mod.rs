@@ -1,9 +1,11 @@
-//! Shared by the `eval` and `detect` CLI tests: the demo media, a tiny randomly initialised
-//! model's weights, and readers for the outputs.
+//! Shared by the CLI tests: the demo media, the binary, a tiny randomly initialised model's
+//! weights, readers for the outputs, and (`train`) the training tests' stores and specs.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+
+pub mod train;
 
 use kernels::CpuBackend;
 use model::config::ModelConfig;
@@ -24,6 +26,18 @@ pub fn media_dir() -> PathBuf {
 
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fakestormer"))
+}
+
+/// `out`, after checking the command succeeded (the message shows both streams).
+pub fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// The `tiny` model (32² input, 4 frames) with the default initialisation from `seed`, saved as
