@@ -40,15 +40,7 @@ impl<P> LoadedJob<P> {
 
 /// Reads and checks a job spec file.
 pub fn load_job<P: Params>(path: &Path) -> Result<LoadedJob<P>, SpecErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        SpecErrors(vec![Diagnostic {
-            file: path.to_path_buf(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read spec: {e}"),
-            hint: None,
-        }])
-    })?;
+    let text = crate::spec::read_spec_text(path)?;
     parse_job(path, &text)
 }
 

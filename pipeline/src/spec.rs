@@ -238,9 +238,9 @@ fn table_entries<'a, 'i>(v: &'a Spanned<DeValue<'i>>) -> Option<Entries<'a, 'i>>
     }
 }
 
-/// Loads, checks and resolves a spec file.
-pub fn load_spec(path: &Path, registry: &Registry) -> Result<LoadedSpec, SpecErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+/// A spec file's text; an unreadable file is a diagnostic like any other problem.
+pub(crate) fn read_spec_text(path: &Path) -> Result<String, SpecErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
         SpecErrors(vec![Diagnostic {
             file: path.to_path_buf(),
             line: 0,
@@ -248,7 +248,12 @@ pub fn load_spec(path: &Path, registry: &Registry) -> Result<LoadedSpec, SpecErr
             message: format!("cannot read spec: {e}"),
             hint: None,
         }])
-    })?;
+    })
+}
+
+/// Loads, checks and resolves a spec file.
+pub fn load_spec(path: &Path, registry: &Registry) -> Result<LoadedSpec, SpecErrors> {
+    let text = read_spec_text(path)?;
     parse_spec(path, &text, registry)
 }
 
