@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use support::{bin, media_dir};
+use support::{bin, hostfile, media_dir, run_cluster};
 
 fn row(id: &str, path: &Path) -> String {
     serde_json::json!({"id": id, "path": path, "label": 0, "dataset": "demo", "split": "test",
@@ -252,18 +252,31 @@ fn preprocess_finds_faces_reports_bad_inputs_exports_and_skips_done_items() {
 }
 
 #[test]
-fn one_and_two_workers_store_identical_bytes() {
+fn one_and_two_workers_and_three_processes_store_identical_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     corpus(dir, false);
     preprocess(dir, "w1", "1");
     preprocess(dir, "w2", "2");
+    let args: Vec<std::ffi::OsString> = vec![
+        "--quiet".into(),
+        "preprocess".into(),
+        "--manifest".into(),
+        dir.join("m.jsonl").into(),
+        "--out".into(),
+        dir.join("p3").into(),
+        "--spec".into(),
+        dir.join("s.toml").into(),
+    ];
+    run_cluster(&args, 3, &hostfile(dir, 3));
     let a = files(&dir.join("w1/shards"));
-    let b = files(&dir.join("w2/shards"));
     assert_eq!(a.len(), 6, "{:?}", a.keys().collect::<Vec<_>>());
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    for (k, v) in &a {
-        assert!(v == &b[k], "{k} differs between 1 and 2 workers");
+    for other in ["w2", "p3"] {
+        let b = files(&dir.join(other).join("shards"));
+        assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+        for (k, v) in &a {
+            assert!(v == &b[k], "{k} differs between 1 worker and {other}");
+        }
     }
 }
 

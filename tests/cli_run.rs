@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use support::{bin, media_dir};
+use support::{bin, hostfile, media_dir, run_cluster};
 
 fn row(id: &str, path: &Path) -> String {
     serde_json::json!({"id": id, "path": path, "label": 0, "dataset": "demo", "split": "demo"})
@@ -167,51 +167,30 @@ fn truncated_video_is_reported_not_lost() {
 }
 
 #[test]
-fn one_two_workers_and_two_processes_give_identical_outputs() {
+fn one_two_workers_and_two_and_three_processes_give_identical_outputs() {
     let dir = tempfile::tempdir().unwrap();
     corpus(dir.path());
     assert!(run(dir.path(), "w1", &[]).status.success());
     assert!(run(dir.path(), "w2", &["--workers", "2"]).status.success());
-    let port = |_| {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    };
-    let hosts = dir.path().join("hosts");
-    std::fs::write(
-        &hosts,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", port(0), port(1)),
-    )
-    .unwrap();
-    let spawn = |p: &str| {
-        bin()
-            .arg("--quiet")
-            .arg("run")
-            .arg(dir.path().join("s.toml"))
-            .arg("--out")
-            .arg(dir.path().join("cluster"))
-            .args(["--processes", "2", "--process", p, "--hostfile"])
-            .arg(&hosts)
-            .spawn()
-            .unwrap()
-    };
-    let mut p1 = spawn("1");
-    let mut p0 = spawn("0");
-    assert!(p0.wait().unwrap().success());
-    assert!(p1.wait().unwrap().success());
     let base = json_files(&dir.path().join("w1"));
     assert_eq!(base.len(), 3);
     assert_eq!(json_files(&dir.path().join("w2")), base);
-    assert_eq!(json_files(&dir.path().join("cluster")), base);
     let items = |d: &str| report(&dir.path().join(d))["items"].clone();
     assert_eq!(items("w2"), items("w1"));
-    assert_eq!(items("cluster"), items("w1"));
-    assert_eq!(
-        report(&dir.path().join("cluster"))["cluster"]["processes"],
-        2
-    );
+    for n in [2, 3] {
+        let out = format!("cluster{n}");
+        let args: Vec<std::ffi::OsString> = vec![
+            "--quiet".into(),
+            "run".into(),
+            dir.path().join("s.toml").into(),
+            "--out".into(),
+            dir.path().join(&out).into(),
+        ];
+        run_cluster(&args, n, &hostfile(dir.path(), n));
+        assert_eq!(json_files(&dir.path().join(&out)), base, "{n} processes");
+        assert_eq!(items(&out), items("w1"), "{n} processes");
+        assert_eq!(report(&dir.path().join(&out))["cluster"]["processes"], n);
+    }
 }
 
 #[test]

@@ -106,3 +106,45 @@ pub fn png_size(path: &Path) -> (u32, u32) {
 pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
+
+/// A hostfile of `n` free ports on 127.0.0.1 (one line per process).
+pub fn hostfile(dir: &Path, n: usize) -> PathBuf {
+    let ports: Vec<String> = (0..n)
+        .map(|_| {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            format!("127.0.0.1:{port}\n")
+        })
+        .collect();
+    let p = dir.join(format!("hosts-{n}-{}", ports[0].trim()));
+    std::fs::write(&p, ports.concat()).unwrap();
+    p
+}
+
+/// `fakestormer ARGS --processes n --process i --hostfile H` for every i (process 0 started
+/// last), each checked to succeed; returns the outputs in process order.
+pub fn run_cluster(args: &[std::ffi::OsString], n: usize, hosts: &Path) -> Vec<Output> {
+    let children: Vec<_> = (0..n)
+        .rev()
+        .map(|i| {
+            bin()
+                .args(args)
+                .args(["--processes", &n.to_string(), "--process", &i.to_string()])
+                .arg("--hostfile")
+                .arg(hosts)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| ok(c.wait_with_output().unwrap()))
+        .collect();
+    outs.reverse();
+    outs
+}
