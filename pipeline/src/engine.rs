@@ -279,9 +279,24 @@ pub fn run_items(
     let started_at = crate::report::now_rfc3339();
     let guards = timely::execute(config, move |worker| run_worker(worker, &shared))
         .map_err(EngineError::Cluster)?;
+    // When a peer process dies, timely's network threads panic and joining them panics in the
+    // guards' drop: turn that into an error naming the likely cause (a rerun of an incremental
+    // run continues from the committed items).
+    let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || guards.join()))
+        .map_err(|_| {
+            EngineError::Dataflow(
+                "the connection to a peer process broke (see the timely communication error above): \
+                 a peer probably died; rerun every process (finished items are kept)"
+                    .into(),
+            )
+        })?;
     let mut results = Vec::new();
-    for r in guards.join() {
-        results.push(r.map_err(EngineError::Dataflow)??);
+    for r in joined {
+        results.push(r.map_err(|panic| {
+            EngineError::Dataflow(format!(
+                "a worker stopped ({panic}); with several processes, a peer probably died"
+            ))
+        })??);
     }
     let collected: Vec<Event> = results.into_iter().flatten().collect();
     if cluster.process != 0 {
