@@ -157,28 +157,29 @@ pub fn synthesize_clips(
 }
 
 /// The model's view of a synthesized batch.
-pub fn to_train_batch(b: &Batch) -> TrainBatch {
+pub fn to_train_batch(b: Batch) -> TrainBatch {
     TrainBatch {
-        x: b.images.clone(),
-        batch: b.clips,
-        labels: b.labels.clone(),
-        hm_target: b.heatmap.clone(),
         mask: b.mask.iter().map(|&m| m as f32).collect(),
         temp_loc_target: b.spatial.iter().map(|&v| v as f64).collect(),
+        x: b.images,
+        batch: b.clips,
+        labels: b.labels,
+        hm_target: b.heatmap,
     }
 }
 
 /// Pairs → model batch, shuffled by (seed, epoch, index); None if nothing is left.
+/// (Takes the pairs: a batch of the official size is hundreds of MB, not worth copying.)
 pub fn assemble(
-    pairs: &[(u64, SynthesizedPair)],
+    pairs: Vec<(u64, SynthesizedPair)>,
     key: BatchKey,
 ) -> Result<Option<TrainBatch>, String> {
     if pairs.is_empty() {
         return Ok(None);
     }
-    let p: Vec<SynthesizedPair> = pairs.iter().map(|(_, p)| p.clone()).collect();
+    let p: Vec<SynthesizedPair> = pairs.into_iter().map(|(_, p)| p).collect();
     Batch::assemble(&p, key)
-        .map(|b| Some(to_train_batch(&b)))
+        .map(|b| Some(to_train_batch(b)))
         .map_err(|e| e.to_string())
 }
 
@@ -276,7 +277,7 @@ impl Loader {
                                 synthesize_clips(&set, group, cfg.seed, e, &cfg.sbv, cfg.threads);
                             failed.extend(f);
                             let key = replica_key(cfg.seed, e, i as u64, cfg.replicas, r);
-                            parts.push(match assemble(&pairs, key) {
+                            parts.push(match assemble(pairs, key) {
                                 Ok(b) => b,
                                 Err(reason) => {
                                     failed.push(FailedItem {

@@ -81,7 +81,7 @@ pub fn validate<B: Backend>(
             epoch,
             index: i as u64,
         };
-        let Some(b) = assemble(&pairs, key).map_err(anyhow::Error::msg)? else {
+        let Some(b) = assemble(pairs, key).map_err(anyhow::Error::msg)? else {
             continue;
         };
         let x = be.upload(&b.x);
