@@ -13,6 +13,7 @@ use opencv::core::Vector;
 use opencv::imgcodecs;
 use opencv::prelude::*;
 use rayon::prelude::*;
+use stages::lossless::{self, ImageCodec};
 use stages::synth::batch::{self, Batch, BatchKey};
 use stages::synth::sbv::{self, ClipInput, ItemKey, SbvConfig};
 use stages::synth::{preview, ImageU8};
@@ -82,6 +83,43 @@ fn main() {
     };
     assert_eq!(load().frames, clip.frames, "PNG round trip");
 
+    // The same crops in the shard store's default codec (`med`, zstd level 1): what the training
+    // loader actually decodes (`fakestormer train` reads shard stores, not PNG folders).
+    let med_paths: Vec<_> = clip
+        .frames
+        .iter()
+        .enumerate()
+        .map(|(t, img)| {
+            let rgb =
+                stages::rgb::RgbImage::new(img.width as u32, img.height as u32, img.data.clone())
+                    .unwrap();
+            let enc = lossless::encode(&rgb, ImageCodec::Med { zstd_level: 1 }).unwrap();
+            let p = dir.join(format!("f{t}.med"));
+            std::fs::write(&p, &enc.bytes).unwrap();
+            p
+        })
+        .collect();
+    let load_med = || -> ClipInput {
+        let frames = med_paths
+            .iter()
+            .map(|p| {
+                let enc = lossless::EncodedImage {
+                    codec: ImageCodec::Med { zstd_level: 1 },
+                    width: 256,
+                    height: 256,
+                    bytes: std::fs::read(p).unwrap(),
+                };
+                let rgb = lossless::decode(&enc).unwrap();
+                ImageU8::from_vec(256, 256, 3, rgb.data).unwrap()
+            })
+            .collect();
+        ClipInput {
+            frames,
+            landmarks: clip.landmarks.clone(),
+        }
+    };
+    assert_eq!(load_med().frames, clip.frames, "med round trip");
+
     let cfg = SbvConfig::default();
     let keys: Vec<ItemKey> = (0..items)
         .map(|item| ItemKey {
@@ -103,6 +141,12 @@ fn main() {
     }
     let base = per_s(items, t0.elapsed().as_secs_f64());
     let base_cpu = per_s(items, cpu_seconds() - c0);
+    let (t0, c0) = (Instant::now(), cpu_seconds());
+    for _ in 0..items {
+        std::hint::black_box(load_med());
+    }
+    let base_med = per_s(items, t0.elapsed().as_secs_f64());
+    let base_med_cpu = per_s(items, cpu_seconds() - c0);
 
     let inputs: Vec<ClipInput> = (0..items).map(|_| clip.clone()).collect();
     let (t0, c0) = (Instant::now(), cpu_seconds());
@@ -114,7 +158,7 @@ fn main() {
 
     // A loader's loop: synthesize a batch of 16 items on the pool, assemble it into a reused
     // batch buffer, drop the pairs, next batch.
-    let run_e2e = |threads: usize| -> (f64, f64) {
+    let run_e2e = |threads: usize, load: &(dyn Fn() -> ClipInput + Sync)| -> (f64, f64) {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
@@ -144,8 +188,10 @@ fn main() {
             per_s(items, cpu_seconds() - c0),
         )
     };
-    let (e2e1, e2e1_cpu) = run_e2e(1);
-    let (e2e2, e2e2_cpu) = run_e2e(2);
+    let (e2e1, e2e1_cpu) = run_e2e(1, &load);
+    let (e2e2, e2e2_cpu) = run_e2e(2, &load);
+    let (med1, med1_cpu) = run_e2e(1, &load_med);
+    let (med2, med2_cpu) = run_e2e(2, &load_med);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
 
     println!(
@@ -171,6 +217,18 @@ fn main() {
     println!(
         "{:<44} {e2e2:>12.1} {e2e2_cpu:>16.1}",
         "decode + SBV + f32 batch, 2 threads"
+    );
+    println!(
+        "{:<44} {base_med:>12.1} {base_med_cpu:>16.1}",
+        "baseline: read+decode 4 med crops, 1 thread"
+    );
+    println!(
+        "{:<44} {med1:>12.1} {med1_cpu:>16.1}",
+        "med decode + SBV + f32 batch, 1 thread"
+    );
+    println!(
+        "{:<44} {med2:>12.1} {med2_cpu:>16.1}",
+        "med decode + SBV + f32 batch, 2 threads"
     );
     println!(
         "ratio end-to-end / baseline (1 thread, wall): {:.3}; (per CPU-second): {:.3}",
