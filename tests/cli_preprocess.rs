@@ -324,3 +324,93 @@ fn every_shipped_spec_checks() {
     }
     assert!(n >= 11, "only {n} specs found in {}", specs.display());
 }
+
+/// A process of a cluster run that dies (SIGKILL, once stores are being committed) stops the
+/// other process with exit code 2 and a message naming the cause — not a panic, not a hang —
+/// and a rerun of both processes finishes the rest.
+#[test]
+fn a_dead_peer_stops_the_cluster_run_with_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let media = media_dir();
+    // enough work (9 videos × 48 frames) that the kill lands mid-run
+    let rows: Vec<String> = (0..9)
+        .map(|i| {
+            let (_, f) = TALKING_HEADS[i % 3];
+            row(&format!("peer/v{i}"), &media.join(f))
+        })
+        .collect();
+    std::fs::write(dir.join("m.jsonl"), rows.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.join("s.toml"),
+        SPEC.replace("frames = 8", "frames = 48"),
+    )
+    .unwrap();
+    let hosts = hostfile(dir, 2);
+    let out = dir.join("out");
+    let rank = |i: &str| {
+        bin()
+            .args(["--quiet", "preprocess", "--manifest"])
+            .arg(dir.join("m.jsonl"))
+            .arg("--out")
+            .arg(&out)
+            .arg("--spec")
+            .arg(dir.join("s.toml"))
+            .args(["--processes", "2", "--process", i, "--hostfile"])
+            .arg(&hosts)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut r1 = rank("1");
+    let r0 = rank("0");
+    let t0 = std::time::Instant::now();
+    // committed stores: shards/peer/v<i>.store (staging folders have other names)
+    let stores = || {
+        std::fs::read_dir(out.join("shards/peer"))
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".store"))
+                })
+                .count()
+            })
+            .unwrap_or(0)
+    };
+    while stores() == 0 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(300),
+            "no store committed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    r1.kill().unwrap();
+    r1.wait().unwrap();
+    let done_at_kill = stores();
+    eprintln!("{done_at_kill} of 9 stores committed when the peer was killed");
+    let o0 = r0.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o0.stderr);
+    assert!(
+        done_at_kill < 9,
+        "every video was done before the kill; the test proves nothing"
+    );
+    assert_eq!(o0.status.code(), Some(2), "{err}");
+    assert!(err.contains("a peer probably died"), "{err}");
+    // the rerun (both processes) finishes what is left; nothing is lost
+    let args: Vec<std::ffi::OsString> = vec![
+        "--quiet".into(),
+        "preprocess".into(),
+        "--manifest".into(),
+        dir.join("m.jsonl").into(),
+        "--out".into(),
+        out.clone().into(),
+        "--spec".into(),
+        dir.join("s.toml").into(),
+    ];
+    let outs = run_cluster(&args, 2, &hostfile(dir, 2));
+    let said = String::from_utf8_lossy(&outs[0].stdout);
+    assert_eq!(stores(), 9, "{said}");
+    let v = bin().args(["shards", "verify"]).arg(&out).output().unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+}
