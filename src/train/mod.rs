@@ -33,11 +33,12 @@ use stages::clips::ShardSet;
 use stages::synth::sbv::SbvConfig;
 use stages::synth::targets::TargetMode;
 
+use crate::inference::Device;
 use loader::{EpochPlan, FailedItem, Loader, LoaderConfig, VideoFilter};
 use metrics_log::MetricsLog;
 use replicas::replicated_sam_step;
 use schedule::LinearDecay;
-use spec::{Device, TrainSpec};
+use spec::TrainSpec;
 use validate::{validate, ValConfig, ValSet};
 
 /// Keeps the dropout/drop-path stream apart from the initialisation stream of the same seed.
@@ -117,14 +118,6 @@ pub fn model_config(job: &LoadedJob<TrainSpec>) -> anyhow::Result<ModelConfig> {
     })
 }
 
-fn mode(name: &str) -> Mode {
-    if name == "clean" {
-        Mode::Clean
-    } else {
-        Mode::Compat
-    }
-}
-
 /// Runs (or resumes) a training job to its end, or to `max_steps`. On a cluster every process
 /// calls this with its own `--process`; the summary of rank 0 describes the run (the others
 /// write nothing).
@@ -152,7 +145,12 @@ fn on_device(
     replicas: usize,
     ar: &mut dyn AllReduce,
 ) -> anyhow::Result<Summary> {
-    match Device::parse(&job.spec.device).map_err(anyhow::Error::msg)? {
+    match job
+        .spec
+        .device
+        .parse::<Device>()
+        .map_err(anyhow::Error::msg)?
+    {
         Device::Cpu => run_on(&kernels::CpuBackend, "cpu".into(), job, opts, replicas, ar),
         Device::Cuda(n) => {
             let be = kernels::cuda::CudaBackend::new(n).with_context(|| {
@@ -199,7 +197,8 @@ fn run_on<B: Backend>(
 
     // model, optimiser, schedule
     let cfg = model_config(job)?;
-    let mut net = Network::new(be, cfg, mode(&s.model.mode))?;
+    let mode: Mode = s.model.mode.parse()?;
+    let mut net = Network::new(be, cfg, mode)?;
     net.init_default(be, s.seed);
     if let Some(init) = &s.model.init {
         let path = job.resolve(init);

@@ -2,6 +2,8 @@
 //! Defaults are the official FakeSTormer c23 recipe (spec §1, §6).
 
 use pipeline::{ParamProblem, Params, ValidateContext};
+
+use crate::inference::Device;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -227,31 +229,10 @@ impl Default for LoopSpec {
     }
 }
 
-/// `cpu` or `cuda:N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Device {
-    Cpu,
-    Cuda(usize),
-}
-
-impl Device {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "cpu" => Ok(Self::Cpu),
-            "cuda" => Ok(Self::Cuda(0)),
-            _ => s
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .map(Self::Cuda)
-                .ok_or_else(|| format!("unknown device {s:?}")),
-        }
-    }
-}
-
 impl Params for TrainSpec {
     fn validate(&self, ctx: &ValidateContext) -> Vec<ParamProblem> {
         let mut p = Vec::new();
-        if let Err(e) = Device::parse(&self.device) {
+        if let Err(e) = self.device.parse::<Device>() {
             p.push(ParamProblem::new("device", e).hint("`cpu`, `cuda` or `cuda:N`"));
         }
         if !ctx.resolve(&self.data.train).exists() {
@@ -280,11 +261,8 @@ impl Params for TrainSpec {
                 "must be `compat` or `clean`",
             ));
         }
-        if !["compat", "clean"].contains(&self.model.mode.as_str()) {
-            p.push(ParamProblem::new(
-                "model.mode",
-                "must be `compat` or `clean`",
-            ));
+        if let Err(e) = self.model.mode.parse::<model::network::Mode>() {
+            p.push(ParamProblem::new("model.mode", e.to_string()));
         }
         match &self.model.config {
             Some(c) if !ctx.resolve(c).is_file() => p.push(ParamProblem::new(
