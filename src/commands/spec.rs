@@ -19,10 +19,12 @@ pub enum SpecCommand {
 enum SpecKind {
     Pipeline,
     Train,
+    Eval,
 }
 
-/// Tells the kinds apart by their top-level tables (`[data]` + `[train]` make a train job);
-/// anything else is checked as a pipeline spec, whose diagnostics then say what is missing.
+/// Tells the kinds apart by their top-level keys (`[data]` makes a train job, `weights` or
+/// `[eval]` an eval job); anything else is checked as a pipeline spec, whose diagnostics then
+/// say what is missing.
 fn kind_of(path: &std::path::Path) -> SpecKind {
     let Ok(text) = std::fs::read_to_string(path) else {
         return SpecKind::Pipeline;
@@ -31,8 +33,12 @@ fn kind_of(path: &std::path::Path) -> SpecKind {
         return SpecKind::Pipeline;
     };
     let has = |k: &str| table.contains_key(k);
-    if !has("source") && !has("stages") && !has("sink") && has("data") {
+    if has("source") || has("stages") || has("sink") {
+        SpecKind::Pipeline
+    } else if has("data") {
         SpecKind::Train
+    } else if has("weights") || has("eval") {
+        SpecKind::Eval
     } else {
         SpecKind::Pipeline
     }
@@ -66,6 +72,12 @@ pub fn run(cmd: SpecCommand) -> anyhow::Result<i32> {
         }
         SpecCommand::Show { ref spec } if kind_of(spec) == SpecKind::Train => {
             Ok(job::<crate::train::spec::TrainSpec>(spec, true))
+        }
+        SpecCommand::Check { ref spec } if kind_of(spec) == SpecKind::Eval => {
+            Ok(job::<super::eval::EvalSpec>(spec, false))
+        }
+        SpecCommand::Show { ref spec } if kind_of(spec) == SpecKind::Eval => {
+            Ok(job::<super::eval::EvalSpec>(spec, true))
         }
         SpecCommand::Check { spec } => match pipeline::load_spec(&spec, &registry) {
             Ok(s) => {
