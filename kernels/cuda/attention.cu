@@ -397,3 +397,222 @@ __device__ void attn_bwd_kv_impl(const T* qkv, const T* dout, const float* lse, 
     attn_bwd_kv_impl<T>(qkv, dout, lse, delta, dqkv, L, H, D, scale);                            \
   }
 FOR_FLOAT_TYPES(ATTN_ENTRY)
+
+// ---------------------------------------------------------------------------------------------
+// Very short sequences (temporal attention: L = T+1 = 5): one warp per (sequence, head), the whole
+// head in registers (lane holds head dims lane and lane + 32), scores by warp reduction. The tiled
+// kernels above pad such sequences to 32-row tiles; this one reads each element once and saves
+// the probabilities P[S, H, L, L] so the backward pass needs no recomputation. Memory-bound.
+// Launch: blocks of SHORT_WARPS warps, grid ceil(S·H / SHORT_WARPS); L ≤ SHORT_L, D ≤ 32·SHORT_C.
+#define SHORT_L 8
+#define SHORT_C 2
+#define SHORT_WARPS 4
+
+template <typename T>
+__device__ __forceinline__ void attn_short_load(float (&r)[SHORT_L][SHORT_C], const T* base, long stride,
+                                                int L, int D, float mul) {
+  const int lane = threadIdx.x & 31;
+#pragma unroll
+  for (int i = 0; i < SHORT_L; ++i)
+#pragma unroll
+    for (int c = 0; c < SHORT_C; ++c) {
+      const int d = lane + 32 * c;
+      r[i][c] = (i < L && d < D) ? to_f32(base[i * stride + d]) * mul : 0.0f;
+    }
+}
+
+template <typename T>
+__device__ void attn_short_fwd_impl(const T* qkv, T* out, float* probs, int S, int L, int H, int D,
+                                    float scale) {
+  const int lane = threadIdx.x & 31;
+  const long w = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (w >= (long)S * H) return;  // whole warps leave together
+  const long s = w / H;
+  const int h = (int)(w - s * H);
+  const long C = (long)H * D, row3 = 3 * C;
+  const T* base = qkv + s * L * row3 + (long)h * D;
+  float q[SHORT_L][SHORT_C], k[SHORT_L][SHORT_C], v[SHORT_L][SHORT_C];
+  attn_short_load(q, base, row3, L, D, scale);
+  attn_short_load(k, base + C, row3, L, D, 1.0f);
+  attn_short_load(v, base + 2 * C, row3, L, D, 1.0f);
+  float* P = probs + w * L * L;
+#pragma unroll
+  for (int i = 0; i < SHORT_L; ++i) {
+    if (i >= L) break;
+    float sc[SHORT_L];
+    float m = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < SHORT_L; ++j) {
+      sc[j] = 0.0f;
+      if (j >= L) continue;  // uniform across the warp
+      float p = 0.0f;
+#pragma unroll
+      for (int c = 0; c < SHORT_C; ++c) p += q[i][c] * k[j][c];
+      p = warp_sum(p);
+      sc[j] = p;
+      m = fmaxf(m, p);
+    }
+    float z = 0.0f;
+#pragma unroll
+    for (int j = 0; j < SHORT_L; ++j) {
+      sc[j] = j < L ? __expf(sc[j] - m) : 0.0f;
+      z += sc[j];
+    }
+    const float inv = 1.0f / z;
+    float o[SHORT_C] = {};
+#pragma unroll
+    for (int j = 0; j < SHORT_L; ++j) {
+      const float p = sc[j] * inv;
+      if (j < L && lane == j) P[i * L + j] = p;
+#pragma unroll
+      for (int c = 0; c < SHORT_C; ++c) o[c] += p * v[j][c];
+    }
+    T* dst = out + (s * L + i) * C + (long)h * D;
+#pragma unroll
+    for (int c = 0; c < SHORT_C; ++c) {
+      const int d = lane + 32 * c;
+      if (d < D) dst[d] = from_f32<T>(o[c]);
+    }
+  }
+}
+
+template <typename T>
+__device__ void attn_short_bwd_impl(const T* qkv, const T* dout, const float* probs, T* dqkv, int S,
+                                    int L, int H, int D, float scale) {
+  const int lane = threadIdx.x & 31;
+  const long w = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (w >= (long)S * H) return;
+  const long s = w / H;
+  const int h = (int)(w - s * H);
+  const long C = (long)H * D, row3 = 3 * C;
+  const T* base = qkv + s * L * row3 + (long)h * D;
+  float q[SHORT_L][SHORT_C], k[SHORT_L][SHORT_C], v[SHORT_L][SHORT_C], g[SHORT_L][SHORT_C];
+  attn_short_load(q, base, row3, L, D, scale);
+  attn_short_load(k, base + C, row3, L, D, 1.0f);
+  attn_short_load(v, base + 2 * C, row3, L, D, 1.0f);
+  attn_short_load(g, dout + s * L * C + (long)h * D, C, L, D, 1.0f);
+  float dq[SHORT_L][SHORT_C] = {}, dk[SHORT_L][SHORT_C] = {}, dv[SHORT_L][SHORT_C] = {};
+  const float* P = probs + w * L * L;
+#pragma unroll
+  for (int i = 0; i < SHORT_L; ++i) {
+    if (i >= L) break;
+    float p[SHORT_L], dp[SHORT_L];
+    float dot = 0.0f;
+#pragma unroll
+    for (int j = 0; j < SHORT_L; ++j) {
+      p[j] = 0.0f;
+      dp[j] = 0.0f;
+      if (j >= L) continue;  // uniform across the warp
+      p[j] = P[i * L + j];
+      float t = 0.0f;
+#pragma unroll
+      for (int c = 0; c < SHORT_C; ++c) t += g[i][c] * v[j][c];
+      dp[j] = warp_sum(t);
+      dot += p[j] * dp[j];
+    }
+#pragma unroll
+    for (int j = 0; j < SHORT_L; ++j) {
+      const float ds = p[j] * (dp[j] - dot);
+#pragma unroll
+      for (int c = 0; c < SHORT_C; ++c) {
+        dv[j][c] += p[j] * g[i][c];
+        dq[i][c] += ds * k[j][c];
+        dk[j][c] += ds * q[i][c];  // q already carries the scale
+      }
+    }
+  }
+  T* dst = dqkv + s * L * row3 + (long)h * D;
+#pragma unroll
+  for (int i = 0; i < SHORT_L; ++i) {
+    if (i >= L) break;
+#pragma unroll
+    for (int c = 0; c < SHORT_C; ++c) {
+      const int d = lane + 32 * c;
+      if (d < D) {
+        dst[i * row3 + d] = from_f32<T>(dq[i][c] * scale);
+        dst[i * row3 + C + d] = from_f32<T>(dk[i][c]);
+        dst[i * row3 + 2 * C + d] = from_f32<T>(dv[i][c]);
+      }
+    }
+  }
+}
+
+#define ATTN_SHORT_ENTRY(T, S_)                                                                  \
+  extern "C" __global__ void attn_short_fwd_##S_(const T* qkv, T* out, float* probs, int S, int L, \
+                                                 int H, int D, float scale) {                    \
+    attn_short_fwd_impl<T>(qkv, out, probs, S, L, H, D, scale);                                  \
+  }                                                                                              \
+  extern "C" __global__ void attn_short_bwd_##S_(const T* qkv, const T* dout, const float* probs,  \
+                                                 T* dqkv, int S, int L, int H, int D,            \
+                                                 float scale) {                                  \
+    attn_short_bwd_impl<T>(qkv, dout, probs, dqkv, S, L, H, D, scale);                           \
+  }
+FOR_FLOAT_TYPES(ATTN_SHORT_ENTRY)
+
+// ---------------------------------------------------------------------------------------------
+// Pieces of the GEMM formulation used for long sequences in f32 storage (spatial attention,
+// L = 197): the score and value products go to cuBLAS batched GEMMs (tensor cores in TF32/bf16
+// math), these kernels do the head permutes and the row softmax around them.
+
+// Head split: src[S, L, G, H, D] (a token row of G·H·D) → dst[G, S, H, L, D]. One block per token;
+// G = 3 for qkv, 1 for a merged-heads gradient.
+extern "C" __global__ void heads_split_f32(const float* src, float* dst, int S, int L, int G, int H,
+                                           int D) {
+  const long tok = blockIdx.x;
+  const long s = tok / L;
+  const int l = (int)(tok - s * L);
+  const int width = G * H * D;
+  const float* row = src + tok * width;
+  for (int c = threadIdx.x; c < width; c += blockDim.x) {
+    const int gh = c / D, d = c - gh * D;
+    const int g = gh / H, h = gh - g * H;
+    dst[((((long)g * S + s) * H + h) * L + l) * D + d] = row[c];
+  }
+}
+
+// Head merge, the inverse permute: src[G, S, H, L, D] → dst[S, L, G, H, D].
+extern "C" __global__ void heads_merge_f32(const float* src, float* dst, int S, int L, int G, int H,
+                                           int D) {
+  const long tok = blockIdx.x;
+  const long s = tok / L;
+  const int l = (int)(tok - s * L);
+  const int width = G * H * D;
+  float* row = dst + tok * width;
+  for (int c = threadIdx.x; c < width; c += blockDim.x) {
+    const int gh = c / D, d = c - gh * D;
+    const int g = gh / H, h = gh - g * H;
+    row[c] = src[((((long)g * S + s) * H + h) * L + l) * D + d];
+  }
+}
+
+// In-place row softmax of scores[rows, L]; one warp per row.
+extern "C" __global__ void softmax_rows_f32(float* x, long rows, int L) {
+  const int lane = threadIdx.x & 31;
+  const long r = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (r >= rows) return;
+  float* p = x + r * L;
+  float m = -INFINITY;
+  for (int j = lane; j < L; j += 32) m = fmaxf(m, p[j]);
+  m = warp_max(m);
+  float z = 0.0f;
+  for (int j = lane; j < L; j += 32) {
+    const float e = __expf(p[j] - m);
+    p[j] = e;
+    z += e;
+  }
+  const float inv = 1.0f / warp_sum(z);
+  for (int j = lane; j < L; j += 32) p[j] *= inv;
+}
+
+// Softmax backward in place: dp ← p ⊙ (dp − Σ_j p·dp) per row; one warp per row.
+extern "C" __global__ void softmax_rows_bwd_f32(const float* p, float* dp, long rows, int L) {
+  const int lane = threadIdx.x & 31;
+  const long r = (long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (r >= rows) return;
+  const float* pr = p + r * L;
+  float* g = dp + r * L;
+  float dot = 0.0f;
+  for (int j = lane; j < L; j += 32) dot += pr[j] * g[j];
+  dot = warp_sum(dot);
+  for (int j = lane; j < L; j += 32) g[j] = pr[j] * (g[j] - dot);
+}

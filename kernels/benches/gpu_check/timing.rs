@@ -96,6 +96,41 @@ fn attention<T: Float>(
     Ok(())
 }
 
+/// The f32 `Backend` path's attention (what the model runs) at one GEMM math: one-warp kernel
+/// for short sequences, batched GEMMs otherwise.
+fn attention_path(
+    be: &CudaBackend,
+    label: &str,
+    shape: AttentionShape,
+    math: GemmMath,
+    r: &mut ChaCha8Rng,
+) -> Result<(), CudaError> {
+    let c = shape.heads * shape.head_dim;
+    let tok = shape.seqs * shape.len;
+    let qb = be.upload(&rand_vec(r, 3 * tok * c, 1.0))?;
+    let db = be.upload(&rand_vec(r, tok * c, 1.0))?;
+    let mut out = be.zeros::<f32>(tok * c)?;
+    let mut probs = be.zeros::<f32>(shape.seqs * shape.heads * shape.len * shape.len)?;
+    let mut dq = be.zeros::<f32>(3 * tok * c)?;
+    let flops = 4.0 * (shape.seqs * shape.heads * shape.len * shape.len * shape.head_dim) as f64;
+    let what = format!("{label} ({:?}) fwd", shape.path());
+    let ms = time_ms(be, || {
+        be.attention_probs_fwd(shape, &qb, &mut out, &mut probs, math)
+    })?;
+    line(&what, math.name(), ms, flops, "TFLOP/s");
+    let ms = time_ms(be, || {
+        be.attention_probs_bwd(shape, &qb, &db, &probs, &mut dq, math)
+    })?;
+    line(
+        &what.replace("fwd", "bwd"),
+        math.name(),
+        ms,
+        2.0 * flops,
+        "TFLOP/s",
+    );
+    Ok(())
+}
+
 fn layernorm<T: Float>(
     be: &CudaBackend,
     rows: usize,
@@ -199,6 +234,34 @@ pub fn run(be: &CudaBackend, rep: &mut Report) {
         attention::<bf16>(be, "attention spatial B=32", spatial, &mut r),
         attention::<f32>(be, "attention temporal B=32", temporal, &mut r),
         attention::<bf16>(be, "attention temporal B=32", temporal, &mut r),
+        attention_path(
+            be,
+            "model attention spatial B=32",
+            spatial,
+            GemmMath::F32,
+            &mut r,
+        ),
+        attention_path(
+            be,
+            "model attention spatial B=32",
+            spatial,
+            GemmMath::Tf32,
+            &mut r,
+        ),
+        attention_path(
+            be,
+            "model attention spatial B=32",
+            spatial,
+            GemmMath::Bf16,
+            &mut r,
+        ),
+        attention_path(
+            be,
+            "model attention temporal B=32",
+            temporal,
+            GemmMath::F32,
+            &mut r,
+        ),
         layernorm::<f32>(be, rows, 768, &mut r),
         layernorm::<bf16>(be, rows, 768, &mut r),
         gemm::<f32>(be, "qkv", rows, 768, 2304, GemmMath::F32, &mut r),

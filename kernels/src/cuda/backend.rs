@@ -100,14 +100,19 @@ impl Backend for CudaBackend {
     type Buf = CudaBuf;
 
     fn zeros(&self, len: usize) -> CudaBuf {
-        self.try_zeros(len)
+        let buf = self.try_zeros(len);
+        self.record_op("zeros", Ok(()));
+        buf
     }
 
     fn upload(&self, data: &[f32]) -> CudaBuf {
         match CudaBackend::upload(self, data) {
-            Ok(s) => CudaBuf(Some(s)),
+            Ok(s) => {
+                self.record_op("upload", Ok(()));
+                CudaBuf(Some(s))
+            }
             Err(e) => {
-                self.record(Err(e));
+                self.record_op("upload", Err(e));
                 CudaBuf(None)
             }
         }
@@ -115,9 +120,12 @@ impl Backend for CudaBackend {
 
     fn download(&self, buf: &CudaBuf) -> Vec<f32> {
         match get(buf).and_then(|s| CudaBackend::download(self, s)) {
-            Ok(v) => v,
+            Ok(v) => {
+                self.record_op("download", Ok(()));
+                v
+            }
             Err(e) => {
-                self.record(Err(e));
+                self.record_op("download", Err(e));
                 // NaN, not zeros, so a caller that ignores the sticky error cannot mistake it for data.
                 vec![f32::NAN; buf.0.as_ref().map_or(0, |s| s.len())]
             }
@@ -129,47 +137,59 @@ impl Backend for CudaBackend {
     }
 
     fn fill_zero(&self, buf: &mut CudaBuf) {
-        self.record(get_mut(buf).and_then(|s| {
-            self.stream
-                .memset_zeros(s)
-                .map_err(CudaError::driver("memset"))
-        }));
+        self.record_op(
+            "fill_zero",
+            get_mut(buf).and_then(|s| {
+                self.stream
+                    .memset_zeros(s)
+                    .map_err(CudaError::driver("memset"))
+            }),
+        );
     }
 
     fn copy(&self, src: &CudaBuf, dst: &mut CudaBuf) {
-        self.record((|| {
-            let (s, d) = (get(src)?, get_mut(dst)?);
-            need("copy", "dst", d.len(), s.len())?;
-            let n = s.len();
-            let mut view = d.slice_mut(0..n);
-            self.stream
-                .memcpy_dtod(s, &mut view)
-                .map_err(CudaError::driver("device copy"))
-        })());
+        self.record_op(
+            "copy",
+            (|| {
+                let (s, d) = (get(src)?, get_mut(dst)?);
+                need("copy", "dst", d.len(), s.len())?;
+                let n = s.len();
+                let mut view = d.slice_mut(0..n);
+                self.stream
+                    .memcpy_dtod(s, &mut view)
+                    .map_err(CudaError::driver("device copy"))
+            })(),
+        );
     }
 
     fn axpy(&self, alpha: f32, x: &CudaBuf, y: &mut CudaBuf, n: usize) {
-        self.record((|| {
-            let (x, y) = (get(x)?, get_mut(y)?);
-            need("axpy", "x", x.len(), n)?;
-            need("axpy", "y", y.len(), n)?;
-            let nl = long("axpy", "n", n)?;
-            launch_flat!(self, Family::Elementwise, "axpy_f32", n; &alpha, x, y, &nl)
-        })());
+        self.record_op(
+            "axpy",
+            (|| {
+                let (x, y) = (get(x)?, get_mut(y)?);
+                need("axpy", "x", x.len(), n)?;
+                need("axpy", "y", y.len(), n)?;
+                let nl = long("axpy", "n", n)?;
+                launch_flat!(self, Family::Elementwise, "axpy_f32", n; &alpha, x, y, &nl)
+            })(),
+        );
     }
 
     fn mul_inplace(&self, x: &mut CudaBuf, m: &CudaBuf, n: usize) {
-        self.record((|| {
-            let (x, m) = (get_mut(x)?, get(m)?);
-            need("mul_inplace", "x", x.len(), n)?;
-            need("mul_inplace", "m", m.len(), n)?;
-            let nl = long("mul_inplace", "n", n)?;
-            launch_flat!(self, Family::Elementwise, "mul_inplace_f32", n; x, m, &nl)
-        })());
+        self.record_op(
+            "mul_inplace",
+            (|| {
+                let (x, m) = (get_mut(x)?, get(m)?);
+                need("mul_inplace", "x", x.len(), n)?;
+                need("mul_inplace", "m", m.len(), n)?;
+                let nl = long("mul_inplace", "n", n)?;
+                launch_flat!(self, Family::Elementwise, "mul_inplace_f32", n; x, m, &nl)
+            })(),
+        );
     }
 
     fn scale_groups(&self, x: &mut CudaBuf, scale: &[f32], group_len: usize) {
-        self.record((|| {
+        self.record_op("scale_groups", (|| {
             if scale.is_empty() || group_len == 0 {
                 return Ok(());
             }
@@ -202,7 +222,7 @@ impl Backend for CudaBackend {
         match r {
             Ok(v) => v,
             Err(e) => {
-                self.record(Err(e));
+                self.record_op("sum_squares", Err(e));
                 f64::NAN
             }
         }
@@ -218,28 +238,31 @@ impl Backend for CudaBackend {
         k: usize,
         n: usize,
     ) {
-        self.record((|| {
-            let (xs, ws, ys) = (get(x)?, get(w)?, get_mut(y)?);
-            self.gemm(
-                GemmShape {
-                    m,
-                    n,
-                    k,
-                    trans_a: false,
-                    trans_b: true,
-                },
-                xs,
-                ws,
-                ys,
-                1.0,
-                0.0,
-                self.math,
-            )?;
-            if let Some(b) = b {
-                self.bias_add(ys, get(b)?, m, n)?;
-            }
-            Ok(())
-        })());
+        self.record_op(
+            "linear_fwd",
+            (|| {
+                let (xs, ws, ys) = (get(x)?, get(w)?, get_mut(y)?);
+                self.gemm(
+                    GemmShape {
+                        m,
+                        n,
+                        k,
+                        trans_a: false,
+                        trans_b: true,
+                    },
+                    xs,
+                    ws,
+                    ys,
+                    1.0,
+                    0.0,
+                    self.math,
+                )?;
+                if let Some(b) = b {
+                    self.bias_add(ys, get(b)?, m, n)?;
+                }
+                Ok(())
+            })(),
+        );
     }
 
     fn linear_bwd(
@@ -254,47 +277,50 @@ impl Backend for CudaBackend {
         k: usize,
         n: usize,
     ) {
-        self.record((|| {
-            let (dys, xs, ws) = (get(dy)?, get(x)?, get(w)?);
-            if let Some(dx) = dx {
-                self.gemm(
-                    GemmShape {
-                        m,
-                        n: k,
-                        k: n,
-                        trans_a: false,
-                        trans_b: false,
-                    },
-                    dys,
-                    ws,
-                    get_mut(dx)?,
-                    1.0,
-                    0.0,
-                    self.math,
-                )?;
-            }
-            if let Some(dw) = dw {
-                self.gemm(
-                    GemmShape {
-                        m: n,
-                        n: k,
-                        k: m,
-                        trans_a: true,
-                        trans_b: false,
-                    },
-                    dys,
-                    xs,
-                    get_mut(dw)?,
-                    1.0,
-                    1.0,
-                    self.math,
-                )?;
-            }
-            if let Some(db) = db {
-                self.col_sum_accumulate(dys, m, n, get_mut(db)?)?;
-            }
-            Ok(())
-        })());
+        self.record_op(
+            "linear_bwd",
+            (|| {
+                let (dys, xs, ws) = (get(dy)?, get(x)?, get(w)?);
+                if let Some(dx) = dx {
+                    self.gemm(
+                        GemmShape {
+                            m,
+                            n: k,
+                            k: n,
+                            trans_a: false,
+                            trans_b: false,
+                        },
+                        dys,
+                        ws,
+                        get_mut(dx)?,
+                        1.0,
+                        0.0,
+                        self.math,
+                    )?;
+                }
+                if let Some(dw) = dw {
+                    self.gemm(
+                        GemmShape {
+                            m: n,
+                            n: k,
+                            k: m,
+                            trans_a: true,
+                            trans_b: false,
+                        },
+                        dys,
+                        xs,
+                        get_mut(dw)?,
+                        1.0,
+                        1.0,
+                        self.math,
+                    )?;
+                }
+                if let Some(db) = db {
+                    self.col_sum_accumulate(dys, m, n, get_mut(db)?)?;
+                }
+                Ok(())
+            })(),
+        );
     }
 
     fn layernorm_fwd(
@@ -309,20 +335,23 @@ impl Backend for CudaBackend {
         cols: usize,
         eps: f32,
     ) {
-        self.record((|| {
-            CudaBackend::layernorm_fwd(
-                self,
-                get(x)?,
-                get(gamma)?,
-                get(beta)?,
-                get_mut(y)?,
-                get_mut(mean)?,
-                get_mut(rstd)?,
-                rows,
-                cols,
-                eps,
-            )
-        })());
+        self.record_op(
+            "layernorm_fwd",
+            (|| {
+                CudaBackend::layernorm_fwd(
+                    self,
+                    get(x)?,
+                    get(gamma)?,
+                    get(beta)?,
+                    get_mut(y)?,
+                    get_mut(mean)?,
+                    get_mut(rstd)?,
+                    rows,
+                    cols,
+                    eps,
+                )
+            })(),
+        );
     }
 
     fn layernorm_bwd(
@@ -338,47 +367,56 @@ impl Backend for CudaBackend {
         rows: usize,
         cols: usize,
     ) {
-        self.record((|| {
-            CudaBackend::layernorm_bwd(
-                self,
-                get(x)?,
-                get(dy)?,
-                get(gamma)?,
-                get(mean)?,
-                get(rstd)?,
-                get_mut(dx)?,
-                get_mut(dgamma)?,
-                get_mut(dbeta)?,
-                rows,
-                cols,
-            )
-        })());
+        self.record_op(
+            "layernorm_bwd",
+            (|| {
+                CudaBackend::layernorm_bwd(
+                    self,
+                    get(x)?,
+                    get(dy)?,
+                    get(gamma)?,
+                    get(mean)?,
+                    get(rstd)?,
+                    get_mut(dx)?,
+                    get_mut(dgamma)?,
+                    get_mut(dbeta)?,
+                    rows,
+                    cols,
+                )
+            })(),
+        );
     }
 
     fn gelu_fwd(&self, x: &CudaBuf, y: &mut CudaBuf, n: usize) {
-        self.record((|| CudaBackend::gelu_fwd(self, get(x)?, get_mut(y)?, n))());
+        self.record_op(
+            "gelu_fwd",
+            (|| CudaBackend::gelu_fwd(self, get(x)?, get_mut(y)?, n))(),
+        );
     }
 
     fn gelu_bwd(&self, dy: &CudaBuf, x: &CudaBuf, dx: &mut CudaBuf, n: usize) {
-        self.record((|| {
-            CudaBackend::gelu_bwd(self, get(x)?, get(dy)?, get_mut(dx)?, n)
-        })());
+        self.record_op(
+            "gelu_bwd",
+            (|| CudaBackend::gelu_bwd(self, get(x)?, get(dy)?, get_mut(dx)?, n))(),
+        );
     }
 
-    /// `probs` only needs seqs·heads·len values here: the fused kernel saves the log-sum-exp per
-    /// row instead of the probability matrix and recomputes probabilities in the backward.
+    /// Probabilities are saved in `probs` (`[seqs, heads, len, len]`), so the backward needs
+    /// no recomputation; the formulation depends on the length ([`super::AttnPath`]).
     fn attention_fwd(&self, qkv: &CudaBuf, out: &mut CudaBuf, probs: &mut CudaBuf, d: AttnDims) {
-        self.record((|| {
-            let shape = Self::attn_shape("attention_fwd", d)?;
-            CudaBackend::attention_fwd(
-                self,
-                shape,
-                get(qkv)?,
-                get_mut(out)?,
-                get_mut(probs)?,
-                shape.scale(),
-            )
-        })());
+        self.record_op(
+            "attention_fwd",
+            (|| {
+                let shape = Self::attn_shape("attention_fwd", d)?;
+                self.attention_probs_fwd(
+                    shape,
+                    get(qkv)?,
+                    get_mut(out)?,
+                    get_mut(probs)?,
+                    self.math,
+                )
+            })(),
+        );
     }
 
     fn attention_bwd(
@@ -389,32 +427,20 @@ impl Backend for CudaBackend {
         dqkv: &mut CudaBuf,
         d: AttnDims,
     ) {
-        self.record((|| {
-            let shape = Self::attn_shape("attention_bwd", d)?;
-            let qkv_s = get(qkv)?;
-            // out is needed for delta = Σ dO·O; recompute it (cheap next to the backward itself).
-            let mut out = self.zeros::<f32>(d.seqs * d.len * d.heads * d.head_dim)?;
-            let mut lse = self.zeros::<f32>(d.seqs * d.heads * d.len)?;
-            CudaBackend::attention_fwd(self, shape, qkv_s, &mut out, &mut lse, shape.scale())?;
-            need(
-                "attention_bwd",
-                "probs",
-                get(probs)?.len(),
-                d.seqs * d.heads * d.len,
-            )?;
-            let mut delta = self.zeros::<f32>(d.seqs * d.heads * d.len)?;
-            CudaBackend::attention_bwd(
-                self,
-                shape,
-                qkv_s,
-                &out,
-                get(dout)?,
-                &lse,
-                &mut delta,
-                get_mut(dqkv)?,
-                shape.scale(),
-            )
-        })());
+        self.record_op(
+            "attention_bwd",
+            (|| {
+                let shape = Self::attn_shape("attention_bwd", d)?;
+                self.attention_probs_bwd(
+                    shape,
+                    get(qkv)?,
+                    get(dout)?,
+                    get(probs)?,
+                    get_mut(dqkv)?,
+                    self.math,
+                )
+            })(),
+        );
     }
 
     fn patchify(
@@ -428,18 +454,21 @@ impl Backend for CudaBackend {
         width: usize,
         patch: usize,
     ) {
-        self.record((|| {
-            let geom = super::ops::PatchGeom {
-                batch,
-                in_ch: cin,
-                frames,
-                height,
-                width,
-                patch,
-                dim: 1,
-            };
-            self.patch_unfold(geom, get(x)?, get_mut(cols)?)
-        })());
+        self.record_op(
+            "patchify",
+            (|| {
+                let geom = super::ops::PatchGeom {
+                    batch,
+                    in_ch: cin,
+                    frames,
+                    height,
+                    width,
+                    patch,
+                    dim: 1,
+                };
+                self.patch_unfold(geom, get(x)?, get_mut(cols)?)
+            })(),
+        );
     }
 
     fn embed_tokens_fwd(
@@ -453,7 +482,7 @@ impl Backend for CudaBackend {
         d: EmbedDims,
         src: TempTokenSource,
     ) {
-        self.record((|| {
+        self.record_op("embed_tokens_fwd", (|| {
             const OP: &str = "embed_tokens_fwd";
             let [b, t, n, c] = dims(OP, d)?;
             let compat = i32::from(src == TempTokenSource::Compat);
@@ -482,7 +511,7 @@ impl Backend for CudaBackend {
         d: EmbedDims,
         src: TempTokenSource,
     ) {
-        self.record((|| {
+        self.record_op("embed_tokens_bwd", (|| {
             const OP: &str = "embed_tokens_bwd";
             let [b, t, n, c] = dims(OP, d)?;
             let compat = i32::from(src == TempTokenSource::Compat);
@@ -501,7 +530,7 @@ impl Backend for CudaBackend {
     }
 
     fn temporal_gather_fwd(&self, tokens: &CudaBuf, seq: &mut CudaBuf, d: EmbedDims) {
-        self.record((|| {
+        self.record_op("temporal_gather_fwd", (|| {
             const OP: &str = "temporal_gather_fwd";
             let [b, t, n, c] = dims(OP, d)?;
             let (tk, sq) = (get(tokens)?, get_mut(seq)?);
@@ -513,7 +542,7 @@ impl Backend for CudaBackend {
     }
 
     fn temporal_gather_bwd(&self, dseq: &CudaBuf, dtokens: &mut CudaBuf, d: EmbedDims) {
-        self.record((|| {
+        self.record_op("temporal_gather_bwd", (|| {
             const OP: &str = "temporal_gather_bwd";
             let [b, t, n, c] = dims(OP, d)?;
             let (ds, dt) = (get(dseq)?, get_mut(dtokens)?);
@@ -525,7 +554,7 @@ impl Backend for CudaBackend {
     }
 
     fn spatial_gather_fwd(&self, tokens: &CudaBuf, r: &CudaBuf, seq: &mut CudaBuf, d: EmbedDims) {
-        self.record((|| {
+        self.record_op("spatial_gather_fwd", (|| {
             const OP: &str = "spatial_gather_fwd";
             let [b, t, n, c] = dims(OP, d)?;
             let (tk, rs, sq) = (get(tokens)?, get(r)?, get_mut(seq)?);
@@ -544,7 +573,7 @@ impl Backend for CudaBackend {
         dr: &mut CudaBuf,
         d: EmbedDims,
     ) {
-        self.record((|| {
+        self.record_op("spatial_gather_bwd", (|| {
             const OP: &str = "spatial_gather_bwd";
             let [b, t, n, c] = dims(OP, d)?;
             let (ds, dt, drs) = (get(dseq)?, get_mut(dtokens)?, get_mut(dr)?);
@@ -557,7 +586,7 @@ impl Backend for CudaBackend {
     }
 
     fn merge_fwd(&self, tokens: &CudaBuf, r: &CudaBuf, v: &CudaBuf, y: &mut CudaBuf, d: EmbedDims) {
-        self.record((|| {
+        self.record_op("merge_fwd", (|| {
             const OP: &str = "merge_fwd";
             let [b, t, n, c] = dims(OP, d)?;
             let (tk, rs, vs, ys) = (get(tokens)?, get(r)?, get(v)?, get_mut(y)?);
@@ -578,7 +607,7 @@ impl Backend for CudaBackend {
         dv: &mut CudaBuf,
         d: EmbedDims,
     ) {
-        self.record((|| {
+        self.record_op("merge_bwd", (|| {
             const OP: &str = "merge_bwd";
             let [b, t, n, c] = dims(OP, d)?;
             let (dys, dt, drs, dvs) = (get(dy)?, get_mut(dtokens)?, get_mut(dr)?, get_mut(dv)?);
@@ -594,51 +623,60 @@ impl Backend for CudaBackend {
     }
 
     fn gather_rows(&self, src: &CudaBuf, idx: &[u32], dst: &mut CudaBuf, cols: usize) {
-        self.record((|| {
-            if cols == 0 {
-                return Err(CudaError::shape("gather_rows", "cols must be > 0"));
-            }
-            let s = get(src)?;
-            let rows: Vec<usize> = idx.iter().map(|&i| i as usize).collect();
-            let index = self.row_index(&rows, s.len() / cols)?;
-            CudaBackend::gather_rows(self, s, &index, get_mut(dst)?, cols)
-        })());
+        self.record_op(
+            "gather_rows",
+            (|| {
+                if cols == 0 {
+                    return Err(CudaError::shape("gather_rows", "cols must be > 0"));
+                }
+                let s = get(src)?;
+                let rows: Vec<usize> = idx.iter().map(|&i| i as usize).collect();
+                let index = self.row_index(&rows, s.len() / cols)?;
+                CudaBackend::gather_rows(self, s, &index, get_mut(dst)?, cols)
+            })(),
+        );
     }
 
     fn scatter_add_rows(&self, ddst: &CudaBuf, idx: &[u32], dsrc: &mut CudaBuf, cols: usize) {
-        self.record((|| {
-            if cols == 0 {
-                return Err(CudaError::shape("scatter_add_rows", "cols must be > 0"));
-            }
-            let d = get_mut(dsrc)?;
-            let rows: Vec<usize> = idx.iter().map(|&i| i as usize).collect();
-            let index = self.row_index(&rows, d.len() / cols)?;
-            CudaBackend::scatter_add_rows(self, get(ddst)?, &index, d, cols)
-        })());
+        self.record_op(
+            "scatter_add_rows",
+            (|| {
+                if cols == 0 {
+                    return Err(CudaError::shape("scatter_add_rows", "cols must be > 0"));
+                }
+                let d = get_mut(dsrc)?;
+                let rows: Vec<usize> = idx.iter().map(|&i| i as usize).collect();
+                let index = self.row_index(&rows, d.len() / cols)?;
+                CudaBackend::scatter_add_rows(self, get(ddst)?, &index, d, cols)
+            })(),
+        );
     }
 
     fn conv3d_t_fwd(&self, x: &CudaBuf, w: &CudaBuf, b: &CudaBuf, y: &mut CudaBuf, d: Conv3dDims) {
-        self.record((|| {
-            let rows = d.batch * d.frames * d.cells;
-            let cols = self.conv_cols(get(x)?, d)?;
-            let ys = get_mut(y)?;
-            self.gemm(
-                GemmShape {
-                    m: rows,
-                    n: d.cout,
-                    k: 3 * d.cin,
-                    trans_a: false,
-                    trans_b: true,
-                },
-                &cols,
-                get(w)?,
-                ys,
-                1.0,
-                0.0,
-                self.math,
-            )?;
-            self.bias_add(ys, get(b)?, rows, d.cout)
-        })());
+        self.record_op(
+            "conv3d_t_fwd",
+            (|| {
+                let rows = d.batch * d.frames * d.cells;
+                let cols = self.conv_cols(get(x)?, d)?;
+                let ys = get_mut(y)?;
+                self.gemm(
+                    GemmShape {
+                        m: rows,
+                        n: d.cout,
+                        k: 3 * d.cin,
+                        trans_a: false,
+                        trans_b: true,
+                    },
+                    &cols,
+                    get(w)?,
+                    ys,
+                    1.0,
+                    0.0,
+                    self.math,
+                )?;
+                self.bias_add(ys, get(b)?, rows, d.cout)
+            })(),
+        );
     }
 
     fn conv3d_t_bwd(
@@ -651,7 +689,7 @@ impl Backend for CudaBackend {
         db: &mut CudaBuf,
         d: Conv3dDims,
     ) {
-        self.record((|| {
+        self.record_op("conv3d_t_bwd", (|| {
             const OP: &str = "conv3d_t_bwd";
             let rows = d.batch * d.frames * d.cells;
             let (dys, ws) = (get(dy)?, get(w)?);
@@ -686,7 +724,7 @@ impl Backend for CudaBackend {
         momentum: f32,
         eps: f32,
     ) {
-        self.record((|| {
+        self.record_op("batchnorm_fwd", (|| {
             const OP: &str = "batchnorm_fwd";
             let (xs, gs, bs, rm, rv, ys, ms, rs) = (get(x)?, get(gamma)?, get(beta)?, get_mut(running_mean)?, get_mut(running_var)?, get_mut(y)?, get_mut(mean)?, get_mut(rstd)?);
             for (name, have, len) in [("x", xs.len(), rows * ch), ("y", ys.len(), rows * ch), ("gamma", gs.len(), ch), ("beta", bs.len(), ch), ("running_mean", rm.len(), ch), ("running_var", rv.len(), ch), ("mean", ms.len(), ch), ("rstd", rs.len(), ch)] {
@@ -746,7 +784,7 @@ impl Backend for CudaBackend {
         rows: usize,
         ch: usize,
     ) {
-        self.record((|| {
+        self.record_op("batchnorm_bwd", (|| {
             const OP: &str = "batchnorm_bwd";
             let (dys, xs, gs, ms, rs, dxs, dg, dbt) = (get(dy)?, get(x)?, get(gamma)?, get(mean)?, get(rstd)?, get_mut(dx)?, get_mut(dgamma)?, get_mut(dbeta)?);
             for (name, have, len) in [("dy", dys.len(), rows * ch), ("x", xs.len(), rows * ch), ("dx", dxs.len(), rows * ch), ("gamma", gs.len(), ch), ("mean", ms.len(), ch), ("rstd", rs.len(), ch), ("dgamma", dg.len(), ch), ("dbeta", dbt.len(), ch)] {
@@ -784,27 +822,30 @@ impl Backend for CudaBackend {
         n: usize,
         h: AdamParams,
     ) {
-        self.record((|| {
-            let step = u32::try_from(h.step)
-                .map_err(|_| CudaError::shape("adam_step", "step count exceeds u32"))?;
-            let hp = super::ops::AdamHyper {
-                lr: h.lr,
-                beta1: h.beta1,
-                beta2: h.beta2,
-                eps: h.eps,
-                weight_decay: h.weight_decay,
-                step,
-            };
-            CudaBackend::adam_step(
-                self,
-                get_mut(p)?,
-                get(g)?,
-                get_mut(m)?,
-                get_mut(v)?,
-                None,
-                n,
-                hp,
-            )
-        })());
+        self.record_op(
+            "adam_step",
+            (|| {
+                let step = u32::try_from(h.step)
+                    .map_err(|_| CudaError::shape("adam_step", "step count exceeds u32"))?;
+                let hp = super::ops::AdamHyper {
+                    lr: h.lr,
+                    beta1: h.beta1,
+                    beta2: h.beta2,
+                    eps: h.eps,
+                    weight_decay: h.weight_decay,
+                    step,
+                };
+                CudaBackend::adam_step(
+                    self,
+                    get_mut(p)?,
+                    get(g)?,
+                    get_mut(m)?,
+                    get_mut(v)?,
+                    None,
+                    n,
+                    hp,
+                )
+            })(),
+        );
     }
 }

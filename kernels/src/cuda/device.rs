@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr, ValidAsZeroBits,
+    CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, DeviceRepr,
+    ValidAsZeroBits,
 };
 
 use super::error::CudaError;
@@ -68,6 +69,16 @@ pub struct CudaBackend {
     sticky: Mutex<Option<CudaError>>,
     /// GEMM arithmetic for f32 [`crate::Backend`] calls.
     pub(crate) math: GemmMath,
+    /// Events after each [`crate::Backend`] op while profiling ([`Self::profile_start`]).
+    profile: Mutex<Option<Vec<(&'static str, CudaEvent)>>>,
+}
+
+/// Device time spent in one kind of [`crate::Backend`] op during a profiled stretch.
+#[derive(Debug, Clone)]
+pub struct OpTime {
+    pub op: &'static str,
+    pub calls: usize,
+    pub ms: f64,
 }
 
 impl std::fmt::Debug for CudaBackend {
@@ -127,6 +138,7 @@ impl CudaBackend {
             sm_count: u32::try_from(sm_count).unwrap_or(1).max(1),
             sticky: Mutex::new(None),
             math: GemmMath::F32,
+            profile: Mutex::new(None),
         })
     }
 
@@ -134,6 +146,11 @@ impl CudaBackend {
     /// (default f32, which the CPU parity checks need).
     pub fn set_gemm_math(&mut self, math: GemmMath) {
         self.math = math;
+    }
+
+    /// The GEMM arithmetic of the f32 [`crate::Backend`] calls.
+    pub fn gemm_math(&self) -> GemmMath {
+        self.math
     }
 
     /// Keeps the first failure of an infallible trait call (the trait has no error channel).
@@ -145,6 +162,61 @@ impl CudaBackend {
                 *slot = Some(e);
             }
         }
+    }
+
+    /// [`Self::record`] for the trait op `op`, timestamping its end on the stream while profiling.
+    pub(crate) fn record_op(&self, op: &'static str, r: Result<(), CudaError>) {
+        self.record(r);
+        let mut profile = self.profile.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(events) = profile.as_mut() {
+            match self.ctx.new_event(None) {
+                Ok(ev) if ev.record(&self.stream).is_ok() => events.push((op, ev)),
+                _ => tracing::warn!(op, "profiling event failed; op left out"),
+            }
+        }
+    }
+
+    /// Starts attributing device time to [`crate::Backend`] ops: each op is charged the time from
+    /// the previous op's end to its own end on the stream (launch gaps included, so a starved
+    /// GPU shows up as time in the op that waited). Diagnostic only: events cost host time.
+    pub fn profile_start(&self) -> Result<(), CudaError> {
+        let ev = self
+            .ctx
+            .new_event(None)
+            .map_err(CudaError::driver("creating a profiling event"))?;
+        ev.record(&self.stream)
+            .map_err(CudaError::driver("recording a profiling event"))?;
+        *self.profile.lock().unwrap_or_else(|p| p.into_inner()) = Some(vec![("start", ev)]);
+        Ok(())
+    }
+
+    /// Stops profiling and returns device time per op kind, largest first.
+    pub fn profile_finish(&self) -> Result<Vec<OpTime>, CudaError> {
+        let events = self
+            .profile
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default();
+        self.synchronize()?;
+        let mut per_op: Vec<OpTime> = Vec::new();
+        for pair in events.windows(2) {
+            let ms = pair[0]
+                .1
+                .elapsed_ms(&pair[1].1)
+                .map_err(CudaError::driver("reading a profiling event"))?
+                as f64;
+            let op = pair[1].0;
+            match per_op.iter_mut().find(|t| t.op == op) {
+                Some(t) => {
+                    t.calls += 1;
+                    t.ms += ms;
+                }
+                None => per_op.push(OpTime { op, calls: 1, ms }),
+            }
+        }
+        per_op.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        Ok(per_op)
     }
 
     /// The first error recorded by a [`crate::Backend`] call since the last check, clearing it.
@@ -206,6 +278,14 @@ impl CudaBackend {
     ) -> Result<CudaSlice<T>, CudaError> {
         self.stream
             .alloc_zeros(len)
+            .map_err(CudaError::driver("allocating device memory"))
+    }
+
+    /// A device buffer of `len` elements with unspecified contents, for scratch that a kernel
+    /// overwrites completely before anything reads it (skips the memset of [`Self::zeros`]).
+    pub(crate) fn scratch<T: DeviceRepr>(&self, len: usize) -> Result<CudaSlice<T>, CudaError> {
+        // SAFETY: callers write every element before reading it; T is plain device data.
+        unsafe { self.stream.alloc::<T>(len) }
             .map_err(CudaError::driver("allocating device memory"))
     }
 

@@ -1,13 +1,14 @@
-//! Row-major GEMM through cuBLAS: C[m×n] = α·op(A)·op(B) + β·C with f32 accumulation.
-//! bf16 inputs run on tensor cores (output bf16, or f32 for weight gradients accumulated into f32
-//! masters); f32 inputs run either in full f32 or with TF32 tensor cores.
+//! Row-major GEMM through cuBLAS: C[m×n] = α·op(A)·op(B) + β·C with f32 accumulation, single or
+//! strided-batched. bf16 inputs run on tensor cores (output bf16, or f32 for weight gradients
+//! accumulated into f32 masters); f32 inputs run in full f32, or on tensor cores with TF32 or bf16
+//! products (cuBLAS converts the f32 operands itself, so storage stays f32).
 
 use std::ffi::c_void;
 
 use cudarc::cublas::sys::{
     cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType_t,
 };
-use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
+use cudarc::driver::{DevicePtr, DevicePtrMut};
 
 use super::device::CudaBackend;
 use super::dtype::Float;
@@ -20,6 +21,20 @@ pub enum GemmMath {
     F32,
     /// TF32 tensor cores (10-bit mantissa products, f32 accumulation).
     Tf32,
+    /// bf16 tensor cores (8-bit mantissa products, f32 accumulation), like PyTorch's bf16
+    /// autocast for matrix products; activations and parameters stay f32.
+    Bf16,
+}
+
+impl GemmMath {
+    /// Short name used in reports and specs: `f32`, `tf32`, `bf16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GemmMath::F32 => "f32",
+            GemmMath::Tf32 => "tf32",
+            GemmMath::Bf16 => "bf16",
+        }
+    }
 }
 
 /// Shape and transposition of one row-major GEMM. op(A) is m×k (A stored k×m when `trans_a`),
@@ -44,9 +59,26 @@ impl CudaBackend {
     pub fn gemm<T: Float, O: Float>(
         &self,
         shape: GemmShape,
-        a: &CudaSlice<T>,
-        b: &CudaSlice<T>,
-        c: &mut CudaSlice<O>,
+        a: &impl DevicePtr<T>,
+        b: &impl DevicePtr<T>,
+        c: &mut impl DevicePtrMut<O>,
+        alpha: f32,
+        beta: f32,
+        math: GemmMath,
+    ) -> Result<(), CudaError> {
+        self.gemm_batched(shape, 1, a, b, c, alpha, beta, math)
+    }
+
+    /// `batch` independent GEMMs of one shape over consecutive matrices: A, B and C hold `batch`
+    /// contiguous row-major matrices each (strides m·k, k·n and m·n elements).
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_batched<T: Float, O: Float>(
+        &self,
+        shape: GemmShape,
+        batch: usize,
+        a: &impl DevicePtr<T>,
+        b: &impl DevicePtr<T>,
+        c: &mut impl DevicePtrMut<O>,
         alpha: f32,
         beta: f32,
         math: GemmMath,
@@ -64,24 +96,27 @@ impl CudaBackend {
             return Err(CudaError::shape(OP, "f32 inputs need an f32 output"));
         }
         for (name, have, need) in [
-            ("A", a.len(), m * k),
-            ("B", b.len(), k * n),
-            ("C", c.len(), m * n),
+            ("A", a.len(), batch * m * k),
+            ("B", b.len(), batch * k * n),
+            ("C", c.len(), batch * m * n),
         ] {
             if have < need {
                 return Err(CudaError::shape(
                     OP,
-                    format!("{name} has {have} elements, needs {need} for m={m} n={n} k={k}"),
+                    format!(
+                        "{name} has {have} elements, needs {need} for {batch} × m={m} n={n} k={k}"
+                    ),
                 ));
             }
         }
-        if m == 0 || n == 0 || k == 0 {
+        if m == 0 || n == 0 || k == 0 || batch == 0 {
             return Err(CudaError::shape(
                 OP,
-                format!("empty GEMM m={m} n={n} k={k}"),
+                format!("empty GEMM {batch} × m={m} n={n} k={k}"),
             ));
         }
         let (mi, ni, ki) = (dim(OP, "m", m)?, dim(OP, "n", n)?, dim(OP, "k", k)?);
+        let bi = dim(OP, "batch", batch)?;
         let op = |t: bool| {
             if t {
                 cublasOperation_t::CUBLAS_OP_T
@@ -95,36 +130,68 @@ impl CudaBackend {
             (cudaDataType_t::CUDA_R_32F, GemmMath::Tf32) => {
                 cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32
             }
+            (cudaDataType_t::CUDA_R_32F, GemmMath::Bf16) => {
+                cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_16BF
+            }
             _ => cublasComputeType_t::CUBLAS_COMPUTE_32F,
         };
         let (pa, _ga) = a.device_ptr(&self.stream);
         let (pb, _gb) = b.device_ptr(&self.stream);
         let (pc, _gc) = c.device_ptr_mut(&self.stream);
+        let what = || format!("gemm {batch} × m={m} n={n} k={k}");
         // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands.
-        // SAFETY: buffer sizes were checked above against m, n, k; pointers live for the call.
+        // SAFETY: buffer sizes were checked above against batch, m, n, k; pointers live for the call.
         unsafe {
-            cudarc::cublas::result::gemm_ex(
-                *self.blas.handle(),
-                op(trans_b),
-                op(trans_a),
-                ni,
-                mi,
-                ki,
-                (&alpha) as *const f32 as *const c_void,
-                pb as *const c_void,
-                T::DATA_TYPE,
-                lda,
-                pa as *const c_void,
-                T::DATA_TYPE,
-                ldb,
-                (&beta) as *const f32 as *const c_void,
-                pc as *mut c_void,
-                O::DATA_TYPE,
-                ni,
-                compute,
-                cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-            )
+            if batch == 1 {
+                cudarc::cublas::result::gemm_ex(
+                    *self.blas.handle(),
+                    op(trans_b),
+                    op(trans_a),
+                    ni,
+                    mi,
+                    ki,
+                    (&alpha) as *const f32 as *const c_void,
+                    pb as *const c_void,
+                    T::DATA_TYPE,
+                    lda,
+                    pa as *const c_void,
+                    T::DATA_TYPE,
+                    ldb,
+                    (&beta) as *const f32 as *const c_void,
+                    pc as *mut c_void,
+                    O::DATA_TYPE,
+                    ni,
+                    compute,
+                    cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                )
+            } else {
+                cudarc::cublas::result::gemm_strided_batched_ex(
+                    *self.blas.handle(),
+                    op(trans_b),
+                    op(trans_a),
+                    ni,
+                    mi,
+                    ki,
+                    (&alpha) as *const f32 as *const c_void,
+                    pb as *const c_void,
+                    T::DATA_TYPE,
+                    lda,
+                    (k * n) as i64,
+                    pa as *const c_void,
+                    T::DATA_TYPE,
+                    ldb,
+                    (m * k) as i64,
+                    (&beta) as *const f32 as *const c_void,
+                    pc as *mut c_void,
+                    O::DATA_TYPE,
+                    ni,
+                    (m * n) as i64,
+                    bi,
+                    compute,
+                    cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                )
+            }
         }
-        .map_err(CudaError::cublas(format!("gemm m={m} n={n} k={k}")))
+        .map_err(CudaError::cublas(what()))
     }
 }

@@ -13,11 +13,11 @@ mod source;
 
 pub use backend::CudaBuf;
 pub use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream};
-pub use device::{cublas_available, driver_available, CudaBackend};
+pub use device::{cublas_available, driver_available, CudaBackend, OpTime};
 pub use dtype::Float;
 pub use error::CudaError;
 pub use gemm::{GemmMath, GemmShape};
-pub use ops::{AdamHyper, AttentionShape, MergeShape, PatchGeom, RowIndex};
+pub use ops::{AdamHyper, AttentionShape, AttnPath, MergeShape, PatchGeom, RowIndex, SHORT_L};
 pub use source::{
     arch_for, compile_family, find_include_dir, include_candidates, nvrtc_available, sass_arch,
     Family, INCLUDE_ENV,

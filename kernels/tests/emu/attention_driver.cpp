@@ -14,16 +14,23 @@ static double rel(const std::vector<double>& want, const std::vector<float>& got
   return std::sqrt(num / den);
 }
 
-template <typename T>
-static void run_case(const char* name, int S, int L, int H, int D) {
+// Random inputs (exactly representable in bf16) and the double-precision reference: out, dqkv and
+// the probabilities P[S, H, L, L].
+struct Case {
+  int S, L, H, D;
+  std::vector<float> qkv, dout;
+  std::vector<double> out, dq, probs;
+};
+
+static Case make_case(int S, int L, int H, int D) {
   const int C = H * D;
   std::mt19937 rng(S * 1000 + L * 10 + D);
   std::uniform_real_distribution<float> u(-2.0f, 2.0f);
   std::vector<float> qkv(3L * S * L * C), dout((size_t)S * L * C);
-  for (auto& v : qkv) v = __bfloat162float(__float2bfloat16(u(rng)));  // exactly representable in bf16
+  for (auto& v : qkv) v = __bfloat162float(__float2bfloat16(u(rng)));
   for (auto& v : dout) v = __bfloat162float(__float2bfloat16(u(rng) * 0.5f));
   const double scale = 1.0 / std::sqrt((double)D);
-  std::vector<double> out((size_t)S * L * C, 0), dq(qkv.size(), 0);
+  std::vector<double> out((size_t)S * L * C, 0), dq(qkv.size(), 0), probs((size_t)S * H * L * L);
   for (int s = 0; s < S; ++s)
     for (int h = 0; h < H; ++h) {
       auto at = [&](int tok, int part, int d) { return (double)qkv[((size_t)(s * L + tok) * 3 + part) * C + h * D + d]; };
@@ -39,6 +46,7 @@ static void run_case(const char* name, int S, int L, int H, int D) {
         double z = 0;
         for (int j = 0; j < L; ++j) z += (p[i * L + j] = std::exp(p[i * L + j] - mx));
         for (int j = 0; j < L; ++j) p[i * L + j] /= z;
+        for (int j = 0; j < L; ++j) probs[(((size_t)s * H + h) * L + i) * L + j] = p[i * L + j];
         for (int d = 0; d < D; ++d) {
           double o = 0;
           for (int j = 0; j < L; ++j) o += p[i * L + j] * at(j, 2, d);
@@ -64,6 +72,14 @@ static void run_case(const char* name, int S, int L, int H, int D) {
         }
       }
     }
+  return Case{S, L, H, D, qkv, dout, out, dq, probs};
+}
+
+template <typename T>
+static void run_case(const char* name, int S, int L, int H, int D) {
+  const Case c = make_case(S, L, H, D);
+  const auto& [S_, L_, H_, D_, qkv, dout, out, dq, probs] = c;
+  const double scale = 1.0 / std::sqrt((double)D);
   std::vector<T> qkv_t(qkv.size()), dout_t(dout.size()), out_t(out.size(), from_f32<T>(NAN)), dq_t(dq.size(), from_f32<T>(NAN));
   for (size_t i = 0; i < qkv.size(); ++i) qkv_t[i] = from_f32<T>(qkv[i]);
   for (size_t i = 0; i < dout.size(); ++i) dout_t[i] = from_f32<T>(dout[i]);
@@ -96,7 +112,83 @@ static void run_case(const char* name, int S, int L, int H, int D) {
   std::printf("%s_dqkv %.3e\n", name, rel(dq, dg));
 }
 
+// The one-warp kernel for very short sequences: forward (out, saved P) and backward from P.
+template <typename T>
+static void run_short(const char* name, int S, int L, int H, int D) {
+  const Case c = make_case(S, L, H, D);
+  std::vector<T> qkv_t(c.qkv.size()), dout_t(c.dout.size()), out_t(c.out.size(), from_f32<T>(NAN)),
+      dq_t(c.dq.size(), from_f32<T>(NAN));
+  for (size_t i = 0; i < c.qkv.size(); ++i) qkv_t[i] = from_f32<T>(c.qkv[i]);
+  for (size_t i = 0; i < c.dout.size(); ++i) dout_t[i] = from_f32<T>(c.dout[i]);
+  std::vector<float> probs(c.probs.size(), NAN);
+  const float sc = (float)(1.0 / std::sqrt((double)D));
+  // Same launch as AttentionShape::short_launch: SHORT_WARPS warps per block, one per (seq, head).
+  const dim3 grid{(unsigned)((S * H + SHORT_WARPS - 1) / SHORT_WARPS), 1, 1}, block{32 * SHORT_WARPS, 1, 1};
+  emu_launch(grid, block, [&] { attn_short_fwd_impl<T>(qkv_t.data(), out_t.data(), probs.data(), S, L, H, D, sc); });
+  emu_launch(grid, block, [&] { attn_short_bwd_impl<T>(qkv_t.data(), dout_t.data(), probs.data(), dq_t.data(), S, L, H, D, sc); });
+  std::vector<float> og(c.out.size()), dg(c.dq.size());
+  for (size_t i = 0; i < og.size(); ++i) og[i] = to_f32(out_t[i]);
+  for (size_t i = 0; i < dg.size(); ++i) dg[i] = to_f32(dq_t[i]);
+  std::printf("%s_out %.3e\n", name, rel(c.out, og));
+  std::printf("%s_probs %.3e\n", name, rel(c.probs, probs));
+  std::printf("%s_dqkv %.3e\n", name, rel(c.dq, dg));
+}
+
+// The kernels around the batched GEMMs: head split/merge are exact inverses and place every element
+// where the layouts say; the row softmax and its backward match the reference probabilities and the
+// reference softmax gradient.
+static void run_gemm_pieces(const char* name, int S, int L, int H, int D) {
+  const Case c = make_case(S, L, H, D);
+  const int C = H * D;
+  const size_t n = (size_t)S * L * C;
+  std::vector<float> qh(3 * n, NAN), back(3 * n, NAN);
+  emu_launch(dim3{(unsigned)(S * L), 1, 1}, dim3{256, 1, 1}, [&] { heads_split_f32(c.qkv.data(), qh.data(), S, L, 3, H, D); });
+  emu_launch(dim3{(unsigned)(S * L), 1, 1}, dim3{256, 1, 1}, [&] { heads_merge_f32(qh.data(), back.data(), S, L, 3, H, D); });
+  double placed = 0, round = 0;
+  for (int s = 0; s < S; ++s)
+    for (int l = 0; l < L; ++l)
+      for (int g = 0; g < 3; ++g)
+        for (int h = 0; h < H; ++h)
+          for (int d = 0; d < D; ++d) {
+            const size_t rows = ((((size_t)s * L + l) * 3 + g) * H + h) * D + d;
+            const size_t heads = ((((size_t)g * S + s) * H + h) * L + l) * D + d;
+            const double e = std::fabs(qh[heads] - c.qkv[rows]);
+            placed = std::isfinite(e) ? std::max(placed, e) : INFINITY;  // NaN: never written
+          }
+  for (size_t i = 0; i < 3 * n; ++i) {
+    const double e = std::fabs(back[i] - c.qkv[i]);
+    round = std::isfinite(e) ? std::max(round, e) : INFINITY;
+  }
+  std::printf("%s_split %.3e\n", name, placed);
+  std::printf("%s_merge %.3e\n", name, round);
+  // Scores from the reference probabilities' logits: log P is a valid logit row (softmax-invariant).
+  const long rows = (long)S * H * L;
+  std::vector<float> p(c.probs.size()), g(c.probs.size());
+  std::vector<double> gref(c.probs.size());
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (size_t i = 0; i < p.size(); ++i) p[i] = (float)std::log(c.probs[i]) + 3.0f;
+  for (auto& v : g) v = u(rng);
+  for (long r = 0; r < rows; ++r) {
+    double dot = 0;
+    for (int j = 0; j < L; ++j) dot += c.probs[r * L + j] * g[r * L + j];
+    for (int j = 0; j < L; ++j) gref[r * L + j] = c.probs[r * L + j] * (g[r * L + j] - dot);
+  }
+  const dim3 grid{(unsigned)((rows + 7) / 8), 1, 1}, block{256, 1, 1};
+  emu_launch(grid, block, [&] { softmax_rows_f32(p.data(), rows, L); });
+  emu_launch(grid, block, [&] { softmax_rows_bwd_f32(p.data(), g.data(), rows, L); });
+  std::printf("%s_softmax %.3e\n", name, rel(c.probs, p));
+  std::printf("%s_softmax_bwd %.3e\n", name, rel(gref, g));
+}
+
 int main() {
+  run_short<float>("short_f32_L5_D64", 5, 5, 3, 64);
+  run_short<float>("short_f32_L8_D20", 3, 8, 2, 20);  // longest short sequence, D not a multiple of 32
+  run_short<bf16>("bf16_short_L5_D64", 2, 5, 2, 64);
+  run_short<float>("short_f32_L1_D33", 2, 1, 2, 33);  // a single token: P = 1
+  run_gemm_pieces("gemm_L197_D64", 2, 197, 2, 64);
+  run_gemm_pieces("gemm_L11_D5", 3, 11, 2, 5);
+
   run_case<float>("f32_temporal_L5_D64", 3, 5, 2, 64);
   run_case<float>("f32_spatial_L197_D64", 2, 197, 2, 64);
   run_case<float>("f32_L17_D16", 2, 17, 3, 16);

@@ -11,7 +11,7 @@ mod loss;
 mod patch_embed;
 
 pub use adam::AdamHyper;
-pub use attention::AttentionShape;
+pub use attention::{AttentionShape, AttnPath, SHORT_L};
 pub use elementwise::{MergeShape, RowIndex};
 pub use patch_embed::PatchGeom;
 
