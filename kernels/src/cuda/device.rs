@@ -73,6 +73,9 @@ pub struct CudaBackend {
     profile: Mutex<Option<Vec<(&'static str, CudaEvent)>>>,
 }
 
+/// Events that record time (cudarc's default flags disable timing).
+const TIMED: cudarc::driver::sys::CUevent_flags = cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT;
+
 /// Device time spent in one kind of [`crate::Backend`] op during a profiled stretch.
 #[derive(Debug, Clone)]
 pub struct OpTime {
@@ -169,7 +172,7 @@ impl CudaBackend {
         self.record(r);
         let mut profile = self.profile.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(events) = profile.as_mut() {
-            match self.ctx.new_event(None) {
+            match self.ctx.new_event(Some(TIMED)) {
                 Ok(ev) if ev.record(&self.stream).is_ok() => events.push((op, ev)),
                 _ => tracing::warn!(op, "profiling event failed; op left out"),
             }
@@ -182,7 +185,7 @@ impl CudaBackend {
     pub fn profile_start(&self) -> Result<(), CudaError> {
         let ev = self
             .ctx
-            .new_event(None)
+            .new_event(Some(TIMED))
             .map_err(CudaError::driver("creating a profiling event"))?;
         ev.record(&self.stream)
             .map_err(CudaError::driver("recording a profiling event"))?;

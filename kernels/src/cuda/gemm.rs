@@ -8,11 +8,14 @@ use std::ffi::c_void;
 use cudarc::cublas::sys::{
     cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType_t,
 };
-use cudarc::driver::{DevicePtr, DevicePtrMut};
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, PushKernelArg};
+use half::bf16;
 
 use super::device::CudaBackend;
 use super::dtype::Float;
 use super::error::CudaError;
+use super::ops::cfg;
+use super::source::Family;
 
 /// Arithmetic used for f32 GEMMs (ignored for bf16 inputs, which always use tensor cores).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,8 +24,8 @@ pub enum GemmMath {
     F32,
     /// TF32 tensor cores (10-bit mantissa products, f32 accumulation).
     Tf32,
-    /// bf16 tensor cores (8-bit mantissa products, f32 accumulation), like PyTorch's bf16
-    /// autocast for matrix products; activations and parameters stay f32.
+    /// bf16 tensor cores (operands rounded to bf16, f32 accumulation and output), like PyTorch's
+    /// bf16 autocast for matrix products; activations and parameters stay f32.
     Bf16,
 }
 
@@ -67,6 +70,25 @@ impl CudaBackend {
         math: GemmMath,
     ) -> Result<(), CudaError> {
         self.gemm_batched(shape, 1, a, b, c, alpha, beta, math)
+    }
+
+    /// A bf16 copy (round to nearest even) of the first `n` values of an f32 device buffer.
+    fn to_bf16<T: Float>(
+        &self,
+        x: &impl DevicePtr<T>,
+        n: usize,
+    ) -> Result<CudaSlice<bf16>, CudaError> {
+        let mut y = self.scratch::<bf16>(n)?;
+        let nl = i64::try_from(n).map_err(|_| CudaError::shape("gemm", "operand too large"))?;
+        let f = self.function(Family::Elementwise, "cast_f32_bf16")?;
+        let (px, _gx) = x.device_ptr(&self.stream);
+        let mut b = self.stream.launch_builder(&f);
+        b.arg(&px).arg(&mut y).arg(&nl);
+        // SAFETY: x holds at least n f32 values (checked by the caller), y holds n.
+        unsafe { b.launch(cfg((self.grid_for(n), 1, 1), (256, 1, 1))) }
+            .map(drop)
+            .map_err(CudaError::driver("launching cast_f32_bf16"))?;
+        Ok(y)
     }
 
     /// `batch` independent GEMMs of one shape over consecutive matrices: A, B and C hold `batch`
@@ -115,6 +137,14 @@ impl CudaBackend {
                 format!("empty GEMM {batch} × m={m} n={n} k={k}"),
             ));
         }
+        if T::DATA_TYPE == cudaDataType_t::CUDA_R_32F && math == GemmMath::Bf16 {
+            // cuBLAS's FAST_16BF compute type on f32 operands runs TF32 kernels on Hopper (measured:
+            // identical results and times), so round the operands to bf16 here and run a real
+            // bf16 × bf16 → f32 GEMM.
+            let a16 = self.to_bf16(a, batch * m * k)?;
+            let b16 = self.to_bf16(b, batch * k * n)?;
+            return self.gemm_batched::<bf16, O>(shape, batch, &a16, &b16, c, alpha, beta, math);
+        }
         let (mi, ni, ki) = (dim(OP, "m", m)?, dim(OP, "n", n)?, dim(OP, "k", k)?);
         let bi = dim(OP, "batch", batch)?;
         let op = |t: bool| {
@@ -129,9 +159,6 @@ impl CudaBackend {
         let compute = match (T::DATA_TYPE, math) {
             (cudaDataType_t::CUDA_R_32F, GemmMath::Tf32) => {
                 cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32
-            }
-            (cudaDataType_t::CUDA_R_32F, GemmMath::Bf16) => {
-                cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_16BF
             }
             _ => cublasComputeType_t::CUBLAS_COMPUTE_32F,
         };
