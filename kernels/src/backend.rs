@@ -98,6 +98,12 @@ pub trait Backend {
 
     /// A zero-filled buffer of `len` values.
     fn zeros(&self, len: usize) -> Self::Buf;
+    /// A buffer of `len` values that the next op overwrites completely: a device backend may skip
+    /// the zero fill. The CPU backend fills it with NaN, so a reader of an element nobody wrote
+    /// poisons the results of the CPU tests instead of silently reading zero.
+    fn alloc(&self, len: usize) -> Self::Buf {
+        self.zeros(len)
+    }
     /// A buffer holding a copy of `data`.
     fn upload(&self, data: &[f32]) -> Self::Buf;
     /// Copy the whole buffer to the host.

@@ -238,16 +238,16 @@ impl<B: Backend> Network<B> {
     fn ln(&self, be: &B, x: &B::Buf, p: Affine, rows: usize) -> (B::Buf, B::Buf, B::Buf) {
         let c = self.cfg.embed_dim;
         let w = &self.weights.params;
-        let mut y = be.zeros(rows * c);
-        let mut m = be.zeros(rows);
-        let mut r = be.zeros(rows);
+        let mut y = be.alloc(rows * c);
+        let mut m = be.alloc(rows);
+        let mut r = be.alloc(rows);
         be.layernorm_fwd(x, &w[p.w], &w[p.b], &mut y, &mut m, &mut r, rows, c, LN_EPS);
         (y, m, r)
     }
 
     fn linear(&self, be: &B, x: &B::Buf, p: Affine, m: usize, k: usize, n: usize) -> B::Buf {
         let w = &self.weights.params;
-        let mut y = be.zeros(m * n);
+        let mut y = be.alloc(m * n);
         be.linear_fwd(x, &w[p.w], Some(&w[p.b]), &mut y, m, k, n);
         y
     }
@@ -261,9 +261,9 @@ impl<B: Backend> Network<B> {
         ch: usize,
         train: bool,
     ) -> BnTrace<B> {
-        let mut out = be.zeros(rows * ch);
-        let mut mean = be.zeros(ch);
-        let mut rstd = be.zeros(ch);
+        let mut out = be.alloc(rows * ch);
+        let mut mean = be.alloc(ch);
+        let mut rstd = be.alloc(ch);
         let (lo, hi) = self.weights.buffers.split_at_mut(p.var);
         be.batchnorm_fwd(
             x,
@@ -315,10 +315,10 @@ impl<B: Backend> Network<B> {
         let d = self.dims(batch);
         let lay = self.inv.layout.clone();
         let kp = 3 * p * p;
-        let mut cols = be.zeros(batch * t_ * n_ * kp);
+        let mut cols = be.alloc(batch * t_ * n_ * kp);
         be.patchify(x, &mut cols, batch, 3, t_, cfg.img_size, cfg.img_size, p);
         let e = self.linear(be, &cols, lay.patch, batch * t_ * n_, kp, c);
-        let mut tok0 = be.zeros(batch * l * c);
+        let mut tok0 = be.alloc(batch * l * c);
         {
             let w = &self.weights.params;
             be.embed_tokens_fwd(
@@ -346,7 +346,7 @@ impl<B: Backend> Network<B> {
             let active = train && rate > 0.0;
             let tin = tokens.last().expect("tokens start non-empty");
             // temporal attention over [p(n,0..T); τ]
-            let mut tseq = be.zeros(rows_t * c);
+            let mut tseq = be.alloc(rows_t * c);
             be.temporal_gather_fwd(tin, &mut tseq, d);
             let (tln, tmean, trstd) = self.ln(be, &tseq, bp.temporal_norm1, rows_t);
             let tqkv = self.linear(be, &tln, bp.temporal_qkv, rows_t, c, 3 * c);
@@ -356,8 +356,8 @@ impl<B: Backend> Network<B> {
                 heads,
                 head_dim: hd,
             };
-            let mut tatt = be.zeros(rows_t * c);
-            let mut tprobs = be.zeros(batch * n_ * heads * (t_ + 1) * (t_ + 1));
+            let mut tatt = be.alloc(rows_t * c);
+            let mut tprobs = be.alloc(batch * n_ * heads * (t_ + 1) * (t_ + 1));
             be.attention_fwd(&tqkv, &mut tatt, &mut tprobs, ad);
             let mut tproj = self.linear(be, &tatt, bp.temporal_proj, rows_t, c, c);
             let tdrop = if active {
@@ -370,7 +370,7 @@ impl<B: Backend> Network<B> {
             }
             let r = self.linear(be, &tproj, bp.temporal_fc, rows_t, c, c);
             // spatial attention over [CLS; p'(·,t)]
-            let mut sseq = be.zeros(rows_s * c);
+            let mut sseq = be.alloc(rows_s * c);
             be.spatial_gather_fwd(tin, &r, &mut sseq, d);
             let (sln, smean, srstd) = self.ln(be, &sseq, bp.norm1, rows_s);
             let sqkv = self.linear(be, &sln, bp.qkv, rows_s, c, 3 * c);
@@ -380,8 +380,8 @@ impl<B: Backend> Network<B> {
                 heads,
                 head_dim: hd,
             };
-            let mut satt = be.zeros(rows_s * c);
-            let mut sprobs = be.zeros(batch * t_ * heads * (n_ + 1) * (n_ + 1));
+            let mut satt = be.alloc(rows_s * c);
+            let mut sprobs = be.alloc(batch * t_ * heads * (n_ + 1) * (n_ + 1));
             be.attention_fwd(&sqkv, &mut satt, &mut sprobs, ad);
             let mut v = self.linear(be, &satt, bp.proj, rows_s, c, c);
             let sdrop = if active {
@@ -392,12 +392,12 @@ impl<B: Backend> Network<B> {
             if active {
                 be.scale_groups(&mut v, &sdrop, (n_ + 1) * c);
             }
-            let mut y = be.zeros(rows * c);
+            let mut y = be.alloc(rows * c);
             be.merge_fwd(tin, &r, &v, &mut y, d);
             // MLP
             let (ln2, mean2, rstd2) = self.ln(be, &y, bp.norm2, rows);
             let h1 = self.linear(be, &ln2, bp.fc1, rows, c, hid);
-            let mut g = be.zeros(rows * hid);
+            let mut g = be.alloc(rows * hid);
             be.gelu_fwd(&h1, &mut g, rows * hid);
             let mut h2 = self.linear(be, &g, bp.fc2, rows, hid, c);
             let mdrop = if active {
@@ -408,7 +408,7 @@ impl<B: Backend> Network<B> {
             if active {
                 be.scale_groups(&mut h2, &mdrop, l * c);
             }
-            let mut out = be.zeros(rows * c);
+            let mut out = be.alloc(rows * c);
             be.copy(&y, &mut out);
             be.axpy(1.0, &h2, &mut out, rows * c);
             tokens.push(out);
@@ -446,17 +446,17 @@ impl<B: Backend> Network<B> {
         let (z, zmean, zrstd) = self.ln(be, last, lay.norm, rows);
         // cls head on the temp token
         let tau_rows: Vec<u32> = (0..batch).map(|b| (b * l + l - 1) as u32).collect();
-        let mut zc = be.zeros(batch * c);
+        let mut zc = be.alloc(batch * c);
         be.gather_rows(&z, &tau_rows, &mut zc, c);
         let cls = self.linear(be, &zc, lay.cls_fc, batch, c, 1);
         // temp_loc head (paper: spatial branch) on the last block's per-frame CLS residuals
         let s_rows: Vec<u32> = (0..batch * t_).map(|bt| (bt * (n_ + 1)) as u32).collect();
-        let mut s_raw = be.zeros(batch * t_ * c);
+        let mut s_raw = be.alloc(batch * t_ * c);
         be.gather_rows(&blocks.last().expect("depth ≥ 1").v, &s_rows, &mut s_raw, c);
         let (s_norm, s_mean, s_rstd) = self.ln(be, &s_raw, lay.norm_s_cls, batch * t_);
         let sw = cfg.spatial_head_width;
         let tl_a = self.linear(be, &s_norm, lay.tl_fc1, batch * t_, c, sw);
-        let mut tl_g = be.zeros(batch * t_ * sw);
+        let mut tl_g = be.alloc(batch * t_ * sw);
         be.gelu_fwd(&tl_a, &mut tl_g, batch * t_ * sw);
         let tl_mask = if train && self.reg.head_dropout > 0.0 {
             let q = self.reg.head_dropout;
@@ -478,7 +478,7 @@ impl<B: Backend> Network<B> {
         let temp_loc = self.linear(be, &tl_g, lay.tl_out, batch, t_ * sw, t_);
         // hm head (paper: temporal branch) on the patch map
         let idx = self.embed_map_rows(batch);
-        let mut f = be.zeros(idx.len() * c);
+        let mut f = be.alloc(idx.len() * c);
         be.gather_rows(&z, &idx, &mut f, c);
         let hw = cfg.hm_width();
         let hrows = batch * t_ * n_;
@@ -490,17 +490,17 @@ impl<B: Backend> Network<B> {
             cout,
         };
         let conv = |x: &B::Buf, a: Affine, cin: usize, cout: usize, w: &Weights<B>| {
-            let mut y = be.zeros(hrows * cout);
+            let mut y = be.alloc(hrows * cout);
             be.conv3d_t_fwd(x, &w.params[a.w], &w.params[a.b], &mut y, cd(cin, cout));
             y
         };
         let c0 = conv(&f, lay.hm_conv0, c, c, &self.weights);
         let bn0 = self.bn(be, &c0, lay.hm_bn0, hrows, c, train);
-        let mut g0 = be.zeros(hrows * c);
+        let mut g0 = be.alloc(hrows * c);
         be.gelu_fwd(&bn0.out, &mut g0, hrows * c);
         let c1 = conv(&g0, lay.hm_conv1, c, hw, &self.weights);
         let bn1 = self.bn(be, &c1, lay.hm_bn1, hrows, hw, train);
-        let mut g1 = be.zeros(hrows * hw);
+        let mut g1 = be.alloc(hrows * hw);
         be.gelu_fwd(&bn1.out, &mut g1, hrows * hw);
         let hm = conv(&g1, lay.hm_conv2, hw, 1, &self.weights);
         Ok(Trace {
@@ -588,7 +588,7 @@ impl<B: Backend> Network<B> {
             |grads: &mut [B::Buf], dy: &B::Buf, x: &B::Buf, a: Affine, m, k, n, want_dx: bool| {
                 let (dw, db) = pair(grads, a);
                 if want_dx {
-                    let mut dx = be.zeros(m * k);
+                    let mut dx = be.alloc(m * k);
                     be.linear_bwd(dy, x, &w[a.w], Some(&mut dx), Some(dw), Some(db), m, k, n);
                     Some(dx)
                 } else {
@@ -604,7 +604,7 @@ impl<B: Backend> Network<B> {
                       a: Affine,
                       rows| {
             let (dg, db) = pair(grads, a);
-            let mut dx = be.zeros(rows * c);
+            let mut dx = be.alloc(rows * c);
             be.layernorm_bwd(dy, x, &w[a.w], mean, rstd, &mut dx, dg, db, rows, c);
             dx
         };
@@ -618,7 +618,7 @@ impl<B: Backend> Network<B> {
         let conv_bwd =
             |grads: &mut [B::Buf], dy: &B::Buf, x: &B::Buf, a: Affine, cin: usize, cout: usize| {
                 let (dw, db) = pair(grads, a);
-                let mut dx = be.zeros(hrows * cin);
+                let mut dx = be.alloc(hrows * cin);
                 be.conv3d_t_bwd(dy, x, &w[a.w], Some(&mut dx), dw, db, cd(cin, cout));
                 dx
             };
@@ -629,7 +629,7 @@ impl<B: Backend> Network<B> {
                       p: BnParams,
                       ch: usize| {
             let (dg, db) = pair(grads, p.affine);
-            let mut dx = be.zeros(hrows * ch);
+            let mut dx = be.alloc(hrows * ch);
             be.batchnorm_bwd(
                 dy,
                 x,
@@ -645,7 +645,7 @@ impl<B: Backend> Network<B> {
             dx
         };
         let gelu_bwd = |dy: &B::Buf, x: &B::Buf, n: usize| {
-            let mut dx = be.zeros(n);
+            let mut dx = be.alloc(n);
             be.gelu_bwd(dy, x, &mut dx, n);
             dx
         };
@@ -728,7 +728,7 @@ impl<B: Backend> Network<B> {
         for (i, bp) in lay.blocks.iter().enumerate().rev() {
             let bt = &tr.blocks[i];
             // MLP
-            let mut dh2 = be.zeros(rows * c);
+            let mut dh2 = be.alloc(rows * c);
             be.copy(&dtok, &mut dh2);
             if !bt.mdrop.is_empty() {
                 be.scale_groups(&mut dh2, &bt.mdrop, l * c);
@@ -753,7 +753,7 @@ impl<B: Backend> Network<B> {
             }
             let dsatt =
                 lin_bwd(grads, &dv, &bt.satt, bp.proj, rows_s, c, c, true).expect("dx requested");
-            let mut dsqkv = be.zeros(rows_s * 3 * c);
+            let mut dsqkv = be.alloc(rows_s * 3 * c);
             let ad = AttnDims {
                 seqs: batch * t_,
                 len: n_ + 1,
@@ -784,7 +784,7 @@ impl<B: Backend> Network<B> {
                 true,
             )
             .expect("dx requested");
-            let mut dtqkv = be.zeros(rows_t * 3 * c);
+            let mut dtqkv = be.alloc(rows_t * 3 * c);
             let ad = AttnDims {
                 seqs: batch * n_,
                 len: t_ + 1,
@@ -816,7 +816,7 @@ impl<B: Backend> Network<B> {
             dtok = dtin;
         }
         // embedding
-        let mut de = be.zeros(batch * t_ * n_ * c);
+        let mut de = be.alloc(batch * t_ * n_ * c);
         {
             let (a, rest) = grads.split_at_mut(lay.pos_embed);
             let dcls = &mut a[lay.cls_token];

@@ -23,6 +23,9 @@ impl Backend for CpuBackend {
     fn zeros(&self, len: usize) -> Vec<f32> {
         vec![0.0; len]
     }
+    fn alloc(&self, len: usize) -> Vec<f32> {
+        vec![f32::NAN; len]
+    }
     fn upload(&self, data: &[f32]) -> Vec<f32> {
         data.to_vec()
     }

@@ -5,8 +5,9 @@
 use cudarc::driver::{CudaSlice, PushKernelArg};
 
 use super::device::CudaBackend;
+use super::dtype::Float;
 use super::error::CudaError;
-use super::gemm::GemmShape;
+use super::gemm::{GemmMath, GemmShape};
 use super::ops::{cfg, int, launched, long, need, AttentionShape};
 use super::source::Family;
 use crate::backend::{AdamParams, AttnDims, Backend, Conv3dDims, EmbedDims, TempTokenSource};
@@ -96,6 +97,45 @@ impl CudaBackend {
     }
 }
 
+impl CudaBackend {
+    /// dx = dy·w (overwrites) and dw += dyᵀ·x, on f32 operands or their bf16 copies.
+    #[allow(clippy::too_many_arguments)]
+    fn linear_bwd_gemms<T: Float>(
+        &self,
+        dy: &CudaSlice<T>,
+        x: Option<&CudaSlice<T>>,
+        w: Option<&CudaSlice<T>>,
+        dx: Option<&mut CudaSlice<f32>>,
+        dw: Option<&mut CudaSlice<f32>>,
+        m: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<(), CudaError> {
+        let missing = || CudaError::shape("linear_bwd", "operand not prepared");
+        if let Some(dx) = dx {
+            let shape = GemmShape {
+                m,
+                n: k,
+                k: n,
+                trans_a: false,
+                trans_b: false,
+            };
+            self.gemm(shape, dy, w.ok_or_else(missing)?, dx, 1.0, 0.0, self.math)?;
+        }
+        if let Some(dw) = dw {
+            let shape = GemmShape {
+                m: n,
+                n: k,
+                k: m,
+                trans_a: true,
+                trans_b: false,
+            };
+            self.gemm(shape, dy, x.ok_or_else(missing)?, dw, 1.0, 1.0, self.math)?;
+        }
+        Ok(())
+    }
+}
+
 impl Backend for CudaBackend {
     type Buf = CudaBuf;
 
@@ -103,6 +143,19 @@ impl Backend for CudaBackend {
         let buf = self.try_zeros(len);
         self.record_op("zeros", Ok(()));
         buf
+    }
+
+    fn alloc(&self, len: usize) -> CudaBuf {
+        match self.scratch::<f32>(len) {
+            Ok(s) => {
+                self.record_op("alloc", Ok(()));
+                CudaBuf(Some(s))
+            }
+            Err(e) => {
+                self.record_op("alloc", Err(e));
+                CudaBuf(None)
+            }
+        }
     }
 
     fn upload(&self, data: &[f32]) -> CudaBuf {
@@ -281,39 +334,28 @@ impl Backend for CudaBackend {
             "linear_bwd",
             (|| {
                 let (dys, xs, ws) = (get(dy)?, get(x)?, get(w)?);
-                if let Some(dx) = dx {
-                    self.gemm(
-                        GemmShape {
-                            m,
-                            n: k,
-                            k: n,
-                            trans_a: false,
-                            trans_b: false,
-                        },
-                        dys,
-                        ws,
-                        get_mut(dx)?,
-                        1.0,
-                        0.0,
-                        self.math,
-                    )?;
-                }
-                if let Some(dw) = dw {
-                    self.gemm(
-                        GemmShape {
-                            m: n,
-                            n: k,
-                            k: m,
-                            trans_a: true,
-                            trans_b: false,
-                        },
-                        dys,
-                        xs,
-                        get_mut(dw)?,
-                        1.0,
-                        1.0,
-                        self.math,
-                    )?;
+                let dx = match dx {
+                    Some(dx) => Some(get_mut(dx)?),
+                    None => None,
+                };
+                let dw = match dw {
+                    Some(dw) => Some(get_mut(dw)?),
+                    None => None,
+                };
+                if self.math == GemmMath::Bf16 {
+                    // Round dy once for both products (the GEMM would round it per call).
+                    let dy16 = self.to_bf16(dys, m * n)?;
+                    let w16 = match dx {
+                        Some(_) => Some(self.to_bf16(ws, n * k)?),
+                        None => None,
+                    };
+                    let x16 = match dw {
+                        Some(_) => Some(self.to_bf16(xs, m * k)?),
+                        None => None,
+                    };
+                    self.linear_bwd_gemms(&dy16, x16.as_ref(), w16.as_ref(), dx, dw, m, k, n)?;
+                } else {
+                    self.linear_bwd_gemms(dys, Some(xs), Some(ws), dx, dw, m, k, n)?;
                 }
                 if let Some(db) = db {
                     self.col_sum_accumulate(dys, m, n, get_mut(db)?)?;

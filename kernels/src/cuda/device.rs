@@ -74,7 +74,8 @@ pub struct CudaBackend {
 }
 
 /// Events that record time (cudarc's default flags disable timing).
-const TIMED: cudarc::driver::sys::CUevent_flags = cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT;
+const TIMED: cudarc::driver::sys::CUevent_flags =
+    cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT;
 
 /// Device time spent in one kind of [`crate::Backend`] op during a profiled stretch.
 #[derive(Debug, Clone)]

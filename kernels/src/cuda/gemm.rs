@@ -73,7 +73,7 @@ impl CudaBackend {
     }
 
     /// A bf16 copy (round to nearest even) of the first `n` values of an f32 device buffer.
-    fn to_bf16<T: Float>(
+    pub(crate) fn to_bf16<T: Float>(
         &self,
         x: &impl DevicePtr<T>,
         n: usize,

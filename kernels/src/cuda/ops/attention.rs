@@ -304,6 +304,7 @@ impl CudaBackend {
         need(OP, "out", out.len(), shape.head_major())?;
         need(OP, "probs", probs.len(), shape.probs())?;
         let scale = shape.scale();
+        let math = attention_math(math);
         match shape.path() {
             AttnPath::Short => self.attention_short_fwd(shape, qkv, out, probs, scale),
             AttnPath::Gemm => self.attention_gemm_fwd(shape, qkv, out, probs, scale, math),
@@ -327,6 +328,7 @@ impl CudaBackend {
         need(OP, "probs", probs.len(), shape.probs())?;
         need(OP, "dqkv", dqkv.len(), 3 * shape.head_major())?;
         let scale = shape.scale();
+        let math = attention_math(math);
         match shape.path() {
             AttnPath::Short => self.attention_short_bwd(shape, qkv, dout, probs, dqkv, scale),
             AttnPath::Gemm => self.attention_gemm_bwd(shape, qkv, dout, probs, dqkv, scale, math),
@@ -571,6 +573,17 @@ impl CudaBackend {
             math,
         )?;
         self.heads_permute(shape, 3, false, &dqh, dqkv)
+    }
+}
+
+/// GEMM math of the attention products: bf16 math runs them in TF32, because rounding the
+/// `[seqs·heads, L, L]` probability and score-gradient matrices to bf16 costs more memory traffic
+/// than the bf16 products save (measured on an H100: 3.49 vs 2.56 ms per spatial layer at B=32),
+/// and TF32 is the more precise of the two.
+fn attention_math(math: GemmMath) -> GemmMath {
+    match math {
+        GemmMath::Bf16 => GemmMath::Tf32,
+        m => m,
     }
 }
 
