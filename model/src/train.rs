@@ -116,7 +116,20 @@ pub fn loss_and_grads<B: Backend>(
     frozen_backbone: bool,
 ) -> Result<Pass<B>, ModelError> {
     let x = be.upload(&batch.x);
-    let tr = net.forward(be, &x, batch.batch, true, rng)?;
+    loss_and_grads_on(be, net, &x, batch, rng, frozen_backbone)
+}
+
+/// [`loss_and_grads`] on clips already on the device (`x` = `batch.x` uploaded), so the two
+/// passes of a SAM step share one upload.
+pub fn loss_and_grads_on<B: Backend>(
+    be: &B,
+    net: &mut Network<B>,
+    x: &B::Buf,
+    batch: &TrainBatch,
+    rng: &mut ChaCha8Rng,
+    frozen_backbone: bool,
+) -> Result<Pass<B>, ModelError> {
+    let tr = net.forward(be, x, batch.batch, true, rng)?;
     let (cls, tl, hm) = (
         be.download(&tr.cls),
         be.download(&tr.temp_loc),
@@ -234,14 +247,22 @@ pub fn sam_step<B: Backend>(
     frozen_backbone: bool,
 ) -> Result<StepReport, ModelError> {
     let has = net.has_grad(frozen_backbone);
-    let p1 = loss_and_grads(be, net, batch, rng, frozen_backbone)?;
+    let x = be.upload(&batch.x);
+    let p1 = loss_and_grads_on(be, net, &x, batch, rng, frozen_backbone)?;
     let (e, grad_norm) = sam_perturb(be, net, &p1.grads, &has, opt.cfg.rho);
-    let p2 = loss_and_grads(be, net, batch, rng, frozen_backbone)?;
+    // Pass 1's activations and gradients are dead once the weights are perturbed: free them
+    // before pass 2 so a step needs one pass's activation memory, not two.
+    let Pass {
+        loss: loss1,
+        cls: cls1,
+        ..
+    } = p1;
+    let p2 = loss_and_grads_on(be, net, &x, batch, rng, frozen_backbone)?;
     sam_restore_and_adam(be, net, opt, &e, &p2.grads);
     Ok(StepReport {
-        pass1: p1.loss,
+        pass1: loss1,
         pass2: p2.loss,
         grad_norm,
-        cls: p1.cls,
+        cls: cls1,
     })
 }

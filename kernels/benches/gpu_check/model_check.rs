@@ -314,7 +314,7 @@ pub fn base_step(be: &CudaBackend, device: &str, rep: &mut Report) {
             }
         }
     }
-    println!("(bf16 = bf16 tensor-core products with f32 accumulation, as under PyTorch's bf16 autocast, but activations stored in f32; f32 = IEEE f32 products.)");
+    println!("(bf16 = Linear/patch GEMMs on bf16-rounded operands with f32 accumulation, as under PyTorch's bf16 autocast; attention products in TF32; activations stored in f32. f32 = IEEE f32 products.)");
     let _ = be;
 }
 
