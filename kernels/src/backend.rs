@@ -14,6 +14,21 @@
 //!   index `1 + n·T + t` = patch `n` of frame `t` ("(n t)" order), index `L-1` = temp token.
 //! * Index arrays (`&[u32]`) and small scalars live on the host; implementations may upload them.
 
+/// An upload started by [`Backend::start_upload`].
+pub enum PendingUpload<B> {
+    /// Already a device buffer (backends without a copy engine, or a fallback).
+    Ready(B),
+    /// Travelling on a device's copy stream.
+    InFlight(InFlight),
+}
+
+/// A copy in flight: its landing slot, length and the copy thread's reply.
+pub struct InFlight {
+    pub(crate) slot: usize,
+    pub(crate) len: usize,
+    pub(crate) done: std::sync::mpsc::Receiver<Result<(), String>>,
+}
+
 /// Which value initialises the temp token (spec §2.2.1 item 4, §9 item 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TempTokenSource {
@@ -106,6 +121,26 @@ pub trait Backend {
     }
     /// A buffer holding a copy of `data`.
     fn upload(&self, data: &[f32]) -> Self::Buf;
+    /// Starts copying `data` to the device without making queued work wait for it, so a batch
+    /// can travel while the previous step computes; [`Backend::finish_upload`] turns it into a
+    /// buffer that later ops see complete. Default: a plain upload.
+    fn start_upload(&self, data: Vec<f32>) -> PendingUpload<Self::Buf> {
+        PendingUpload::Ready(self.upload(&data))
+    }
+    /// The buffer of an upload started by [`Backend::start_upload`].
+    fn finish_upload(&self, up: PendingUpload<Self::Buf>) -> Self::Buf {
+        match up {
+            PendingUpload::Ready(b) => b,
+            // Only the CUDA backend creates in-flight uploads, and it overrides this method.
+            PendingUpload::InFlight(f) => {
+                debug_assert!(
+                    false,
+                    "an in-flight upload reached a backend without a copy engine"
+                );
+                self.zeros(f.len)
+            }
+        }
+    }
     /// Copy the whole buffer to the host.
     fn download(&self, buf: &Self::Buf) -> Vec<f32>;
     /// Number of values in `buf`.

@@ -18,7 +18,9 @@ pub mod sam;
 pub mod schedule;
 pub mod tensor;
 
-pub use backend::{AdamParams, AttnDims, Backend, Conv3dDims, EmbedDims, TempTokenSource};
+pub use backend::{
+    AdamParams, AttnDims, Backend, Conv3dDims, EmbedDims, PendingUpload, TempTokenSource,
+};
 pub use cpu::CpuBackend;
 pub use tensor::Tensor;
 

@@ -246,9 +246,23 @@ pub fn sam_step<B: Backend>(
     rng: &mut ChaCha8Rng,
     frozen_backbone: bool,
 ) -> Result<StepReport, ModelError> {
-    let has = net.has_grad(frozen_backbone);
     let x = be.upload(&batch.x);
-    let p1 = loss_and_grads_on(be, net, &x, batch, rng, frozen_backbone)?;
+    sam_step_on(be, net, opt, &x, batch, rng, frozen_backbone)
+}
+
+/// [`sam_step`] on clips already on the device (`x` = `batch.x` uploaded, e.g. through
+/// [`Backend::start_upload`] while the previous step ran); `batch.x` itself is not read.
+pub fn sam_step_on<B: Backend>(
+    be: &B,
+    net: &mut Network<B>,
+    opt: &mut Optimizer<B>,
+    x: &B::Buf,
+    batch: &TrainBatch,
+    rng: &mut ChaCha8Rng,
+    frozen_backbone: bool,
+) -> Result<StepReport, ModelError> {
+    let has = net.has_grad(frozen_backbone);
+    let p1 = loss_and_grads_on(be, net, x, batch, rng, frozen_backbone)?;
     let (e, grad_norm) = sam_perturb(be, net, &p1.grads, &has, opt.cfg.rho);
     // Pass 1's activations and gradients are dead once the weights are perturbed: free them
     // before pass 2 so a step needs one pass's activation memory, not two.
@@ -257,7 +271,7 @@ pub fn sam_step<B: Backend>(
         cls: cls1,
         ..
     } = p1;
-    let p2 = loss_and_grads_on(be, net, &x, batch, rng, frozen_backbone)?;
+    let p2 = loss_and_grads_on(be, net, x, batch, rng, frozen_backbone)?;
     sam_restore_and_adam(be, net, opt, &e, &p2.grads);
     Ok(StepReport {
         pass1: loss1,

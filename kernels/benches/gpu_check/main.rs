@@ -14,6 +14,7 @@ mod native_ops;
 mod report;
 mod timing;
 mod trait_ops;
+mod upload;
 
 use kernels::cuda::CudaBackend;
 
@@ -64,6 +65,10 @@ fn main() {
     if !has("--skip-base") {
         println!("\n## Model `base` training step on CUDA (f32 Backend path)");
         model_check::base_step(&be, &name, &mut rep);
+    }
+    if !has("--skip-upload") {
+        println!("\n## Batch upload on the copy stream (Backend::start_upload / finish_upload)");
+        upload::run(&be, &mut rep);
     }
     if !has("--skip-nccl") {
         println!("\n## NCCL: single-rank all-reduce (multi-GPU training is untested)");

@@ -2,7 +2,7 @@
 //! cannot return errors, so a failure is kept as a sticky error ([`CudaBackend::take_error`]) and
 //! never panics; the caller checks it once per step.
 
-use cudarc::driver::{CudaSlice, PushKernelArg};
+use cudarc::driver::{CudaSlice, DevicePtrMut, PushKernelArg};
 
 use super::device::CudaBackend;
 use super::dtype::Float;
@@ -10,7 +10,10 @@ use super::error::CudaError;
 use super::gemm::{GemmMath, GemmShape};
 use super::ops::{cfg, int, launched, long, need, AttentionShape};
 use super::source::Family;
-use crate::backend::{AdamParams, AttnDims, Backend, Conv3dDims, EmbedDims, TempTokenSource};
+use super::upload::Stager;
+use crate::backend::{
+    AdamParams, AttnDims, Backend, Conv3dDims, EmbedDims, PendingUpload, TempTokenSource,
+};
 
 /// An f32 device buffer; `None` only when its allocation failed (that error is recorded).
 #[derive(Debug)]
@@ -166,6 +169,70 @@ impl Backend for CudaBackend {
             }
             Err(e) => {
                 self.record_op("upload", Err(e));
+                CudaBuf(None)
+            }
+        }
+    }
+
+    fn start_upload(&self, data: Vec<f32>) -> PendingUpload<CudaBuf> {
+        let mut stager = self.stager.lock().unwrap_or_else(|p| p.into_inner());
+        if stager.is_none() {
+            match Stager::new(self.ctx.clone()) {
+                Ok(s) => *stager = Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no copy stream; uploading synchronously");
+                    return PendingUpload::Ready(Backend::upload(self, &data));
+                }
+            }
+        }
+        let Some(s) = stager.as_mut() else {
+            return PendingUpload::Ready(Backend::upload(self, &data));
+        };
+        // A failed start leaves `data` with the stager; it is reported and the op chain goes on
+        // with an unavailable buffer, like any other failed op.
+        match s.start(data) {
+            Ok(Some(f)) => PendingUpload::InFlight(f),
+            Ok(None) => {
+                self.record_op(
+                    "start_upload",
+                    Err(CudaError::shape(
+                        "start_upload",
+                        "both upload slots hold batches nobody took; take one first",
+                    )),
+                );
+                PendingUpload::Ready(CudaBuf(None))
+            }
+            Err(e) => {
+                self.record_op("start_upload", Err(e));
+                PendingUpload::Ready(CudaBuf(None))
+            }
+        }
+    }
+
+    fn finish_upload(&self, up: PendingUpload<CudaBuf>) -> CudaBuf {
+        let f = match up {
+            PendingUpload::Ready(b) => return b,
+            PendingUpload::InFlight(f) => f,
+        };
+        let r = (|| {
+            let mut buf = self.scratch::<f32>(f.len)?;
+            let len = buf.len();
+            let (ptr, _guard) = buf.device_ptr_mut(&self.stream);
+            let mut stager = self.stager.lock().unwrap_or_else(|p| p.into_inner());
+            let s = stager
+                .as_mut()
+                .ok_or_else(|| CudaError::shape("finish_upload", "no copy stream"))?;
+            s.finish(f, self.stream.cu_stream(), len, ptr)?;
+            drop(_guard);
+            Ok(buf)
+        })();
+        match r {
+            Ok(b) => {
+                self.record_op("finish_upload", Ok(()));
+                CudaBuf(Some(b))
+            }
+            Err(e) => {
+                self.record_op("finish_upload", Err(e));
                 CudaBuf(None)
             }
         }

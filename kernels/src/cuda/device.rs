@@ -71,6 +71,8 @@ pub struct CudaBackend {
     pub(crate) math: GemmMath,
     /// Events after each [`crate::Backend`] op while profiling ([`Self::profile_start`]).
     profile: Mutex<Option<Vec<(&'static str, CudaEvent)>>>,
+    /// Copy stream and slots of [`crate::Backend::start_upload`], created on first use.
+    pub(crate) stager: Mutex<Option<super::upload::Stager>>,
 }
 
 /// Events that record time (cudarc's default flags disable timing).
@@ -143,6 +145,7 @@ impl CudaBackend {
             sticky: Mutex::new(None),
             math: GemmMath::F32,
             profile: Mutex::new(None),
+            stager: Mutex::new(None),
         })
     }
 

@@ -10,6 +10,7 @@ mod gemm;
 pub mod nccl;
 mod ops;
 mod source;
+mod upload;
 
 pub use backend::CudaBuf;
 pub use cudarc::driver::{CudaContext, CudaEvent, CudaSlice, CudaStream};
