@@ -112,4 +112,11 @@ fn nccl_check(rep: &mut report::Report) {
         Ok(_) => rep.fail("NCCL single-rank all-reduce changed the data"),
         Err(e) => rep.fail(&format!("NCCL single-rank all-reduce: {e}")),
     }
+    // The training path's communicator (id handed over as bytes, grouped in-place sums of
+    // backend buffers, scalars) on one rank.
+    rep.checks += 1;
+    match nccl::grad_comm_self_check(0) {
+        Ok(what) => println!("{what}  ok"),
+        Err(e) => rep.fail(&format!("NCCL GradComm self-check: {e}")),
+    }
 }
