@@ -25,6 +25,10 @@ if [ "${1:-}" = "--build" ]; then
   # has no toolkit include directory (scripts/setup-nvrtc.sh downloads them).
   if [ ! -f .cache/nvrtc/nvidia/cu13/include/cuda_bf16.h ]; then ./scripts/setup-nvrtc.sh >/dev/null; fi
   rm -rf "$BIN_DIR/include" && cp -r .cache/nvrtc/nvidia/cu13/include "$BIN_DIR/include"
+  # The golden fixtures of the official model (the device machine has no ../shared).
+  fx="${FAKESTORMER_FIXTURES:-$ROOT/../shared/fixtures}"
+  rm -rf "$BIN_DIR/fixtures" && mkdir -p "$BIN_DIR/fixtures"
+  for f in tiny_weights tiny_io tiny_grads; do cp "$fx/$f.safetensors" "$BIN_DIR/fixtures/"; done
   echo "dynamic dependencies of gpu_check (expect only glibc/libgcc_s):"
   ldd "$BIN_DIR/gpu_check" | sed 's/^/  /'
   du -sh "$BIN_DIR"

@@ -9,6 +9,7 @@
 // Check helpers mirror the op signatures they exercise.
 #![allow(clippy::too_many_arguments)]
 
+mod fixtures;
 mod model_check;
 mod native_ops;
 mod report;
@@ -21,6 +22,13 @@ use kernels::cuda::CudaBackend;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let has = |flag: &str| args.iter().any(|a| a == flag);
+    if has("--cpu-fixtures") {
+        // The fixture section on the CPU reference: checks the check without a GPU.
+        let mut rep = report::Report::default();
+        fixtures::run(&kernels::CpuBackend, &mut rep, || None);
+        println!("{} checks, {} failed", rep.checks, rep.failures.len());
+        std::process::exit(i32::from(!rep.failures.is_empty()));
+    }
     let be = match CudaBackend::new(0) {
         Ok(be) => be,
         Err(e) => {
@@ -61,6 +69,9 @@ fn main() {
         println!("\n## Model `tiny`: CUDA vs CPU (f32)");
         report::Report::header();
         model_check::tiny_parity(&be, &mut rep);
+        println!("\n## Model `tiny` on CUDA vs the official PyTorch fixtures (../shared/fixtures)");
+        report::Report::header();
+        fixtures::run(&be, &mut rep, || be.take_error().map(|e| e.to_string()));
     }
     if !has("--skip-base") {
         println!("\n## Model `base` training step on CUDA (f32 Backend path)");

@@ -220,7 +220,10 @@ impl Stager {
             }
             let bytes = len * std::mem::size_of::<f32>();
             let mut dev = 0;
-            check(sys::cuMemAlloc_v2(&mut dev, bytes), "allocating an upload slot")?;
+            check(
+                sys::cuMemAlloc_v2(&mut dev, bytes),
+                "allocating an upload slot",
+            )?;
             slot.dev = dev;
             let mut host: *mut std::ffi::c_void = std::ptr::null_mut();
             check(
