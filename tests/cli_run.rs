@@ -284,3 +284,39 @@ fn ctrl_c_finishes_items_in_flight_and_leaves_no_partial_output() {
         assert!(!name.ends_with(".tmp"), "temp file left behind: {name}");
     }
 }
+
+/// A peer that never starts (died before connecting, or a hostfile line nobody serves): the
+/// started processes stop after the connect deadline with exit status 2 and a message naming the
+/// cause, instead of waiting forever in timely's connection set-up. Both ranks are tried: rank 0
+/// waits for a connection, rank 1 retries connecting.
+#[test]
+fn a_peer_that_never_starts_stops_the_others_after_the_connect_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    corpus(dir.path());
+    let hosts = hostfile(dir.path(), 2);
+    for rank in ["0", "1"] {
+        let started = std::time::Instant::now();
+        let o = bin()
+            .env(pipeline::connect::CONNECT_TIMEOUT_ENV, "2")
+            .args(["--quiet", "run"])
+            .arg(dir.path().join("s.toml"))
+            .arg("--out")
+            .arg(dir.path().join(format!("alone{rank}")))
+            .args(["--processes", "2", "--process", rank, "--hostfile"])
+            .arg(&hosts)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "rank {rank}: {err}");
+        assert!(
+            err.contains("did not all connect within 2 s"),
+            "rank {rank}: {err}"
+        );
+        assert!(err.contains("a peer probably died"), "rank {rank}: {err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "rank {rank} took {:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -425,7 +425,9 @@ where
         )));
     }
     let config = cluster.timely_config()?;
+    let watch = crate::connect::ConnectWatch::start(cluster);
     let guards = timely::execute(config, move |worker| {
+        watch.connected();
         let mut ar = ClusterReduce::new(worker, timeout);
         let r = f(&mut ar);
         if let Err(e) = &r {

@@ -277,8 +277,12 @@ pub fn run_items(
 
     let started = Instant::now();
     let started_at = crate::report::now_rfc3339();
-    let guards = timely::execute(config, move |worker| run_worker(worker, &shared))
-        .map_err(EngineError::Cluster)?;
+    let watch = crate::connect::ConnectWatch::start(&cluster);
+    let guards = timely::execute(config, move |worker| {
+        watch.connected();
+        run_worker(worker, &shared)
+    })
+    .map_err(EngineError::Cluster)?;
     // When a peer process dies, timely's network threads panic and joining them panics in the
     // guards' drop: turn that into an error naming the likely cause (a rerun of an incremental
     // run continues from the committed items).

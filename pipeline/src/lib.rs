@@ -7,6 +7,7 @@
 pub mod allreduce;
 pub mod atomic_file;
 pub mod chain;
+pub mod connect;
 pub mod engine;
 pub mod incremental;
 pub mod job;
