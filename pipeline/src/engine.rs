@@ -277,7 +277,7 @@ pub fn run_items(
 
     let started = Instant::now();
     let started_at = crate::report::now_rfc3339();
-    let watch = crate::connect::ConnectWatch::start(&cluster);
+    let watch = crate::connect::ConnectWatch::start(cluster);
     let guards = timely::execute(config, move |worker| {
         watch.connected();
         run_worker(worker, &shared)
