@@ -13,6 +13,7 @@ pub mod incremental;
 pub mod job;
 pub mod manifest;
 pub mod naming;
+pub mod nccl_id;
 pub mod progress;
 pub mod provenance;
 pub mod registry;

@@ -8,6 +8,7 @@
 
 pub mod loader;
 pub mod metrics_log;
+pub mod nccl;
 pub mod replicas;
 pub mod schedule;
 pub mod spec;
@@ -36,7 +37,7 @@ use stages::synth::targets::TargetMode;
 use crate::inference::Device;
 use loader::{EpochPlan, FailedItem, Loader, LoaderConfig, VideoFilter};
 use metrics_log::MetricsLog;
-use replicas::replicated_sam_step;
+use replicas::{replicated_sam_step, DeviceGradSum};
 use schedule::LinearDecay;
 use spec::TrainSpec;
 use validate::{validate, ValConfig, ValSet};
@@ -151,13 +152,40 @@ fn on_device(
         .parse::<Device>()
         .map_err(anyhow::Error::msg)?
     {
-        Device::Cpu => run_on(&kernels::CpuBackend, "cpu".into(), job, opts, replicas, ar),
+        Device::Cpu => run_on(
+            &kernels::CpuBackend,
+            "cpu".into(),
+            job,
+            opts,
+            replicas,
+            ar,
+            None,
+        ),
+        // one process per GPU, gradients summed on the devices by NCCL
+        Device::Cuda(first) if ar.ranks() > 1 => {
+            let (be, comm, n) = nccl::join(first, &opts.cluster, ar)?;
+            let name = be.device_name().unwrap_or_else(|_| "CUDA device".into());
+            let device = format!(
+                "cuda:{n} ({name}), NCCL rank {} of {}",
+                ar.rank(),
+                ar.ranks()
+            );
+            run_on(&be, device, job, opts, replicas, ar, Some(&comm))
+        }
         Device::Cuda(n) => {
             let be = kernels::cuda::CudaBackend::new(n).with_context(|| {
                 format!("device cuda:{n} (set `device = \"cpu\"` to train without a GPU)")
             })?;
             let name = be.device_name().unwrap_or_else(|_| "CUDA device".into());
-            run_on(&be, format!("cuda:{n} ({name})"), job, opts, replicas, ar)
+            run_on(
+                &be,
+                format!("cuda:{n} ({name})"),
+                job,
+                opts,
+                replicas,
+                ar,
+                None,
+            )
         }
     }
 }
@@ -173,6 +201,9 @@ fn save_weights<B: Backend>(be: &B, net: &Network<B>, path: &Path) -> anyhow::Re
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// Trains on `be`; `device_sum` (cluster runs on GPUs) sums the gradients on the device instead
+/// of through `ar`.
+#[allow(clippy::too_many_arguments)]
 fn run_on<B: Backend>(
     be: &B,
     device: String,
@@ -180,6 +211,7 @@ fn run_on<B: Backend>(
     opts: &TrainOptions,
     replicas: usize,
     ar: &mut dyn AllReduce,
+    device_sum: Option<&dyn DeviceGradSum<B>>,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let s = &job.spec;
@@ -465,6 +497,7 @@ fn run_on<B: Backend>(
                     &mut rng,
                     frozen,
                     ar,
+                    device_sum,
                 )
                 .with_context(|| format!("epoch {epoch}, batch {}", p.index))?;
                 let Some(r) = r else {
