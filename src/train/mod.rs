@@ -24,7 +24,8 @@ use kernels::Backend;
 use model::checkpoint::{self, Progress};
 use model::config::ModelConfig;
 use model::network::{Mode, Network};
-use model::train::{sam_step, OptimConfig, Optimizer};
+use kernels::PendingUpload;
+use model::train::{sam_step_on, OptimConfig, Optimizer};
 use pipeline::allreduce::{AllReduce, LocalReduce};
 use pipeline::{ClusterOptions, LoadedJob};
 use rand::SeedableRng;
@@ -199,6 +200,23 @@ fn save_weights<B: Backend>(be: &B, net: &Network<B>, path: &Path) -> anyhow::Re
     )]);
     model::safetensors_io::write_safetensors_meta(path, &net.state_dict(be), Some(meta))
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// A received batch whose clips (single replica) are on their way to the device
+/// ([`Backend::start_upload`]); the host copy of the clips is moved into the upload.
+struct Staged<B: Backend> {
+    packet: loader::Prepared,
+    clips: Option<PendingUpload<B::Buf>>,
+}
+
+impl<B: Backend> Staged<B> {
+    fn new(be: &B, mut packet: loader::Prepared, replicas: usize) -> Self {
+        let clips = match packet.parts.first_mut() {
+            Some(Some(b)) if replicas == 1 => Some(be.start_upload(std::mem::take(&mut b.x))),
+            _ => None,
+        };
+        Self { packet, clips }
+    }
 }
 
 /// Trains on `be`; `device_sum` (cluster runs on GPUs) sums the gradients on the device instead
@@ -422,6 +440,9 @@ fn run_on<B: Backend>(
     let mut last_val = None;
     let mut stopped = false;
     let mut saved_at = None;
+    // The next batch, already received, its clips travelling to the device (single replica):
+    // the copy overlaps the current step instead of delaying the next one.
+    let mut ahead: Option<Staged<B>> = None;
     'epochs: for epoch in progress.epoch..s.train.epochs {
         let n = plan_len(epoch);
         let lr = sched.lr(epoch);
@@ -443,10 +464,17 @@ fn run_on<B: Backend>(
                 break 'epochs;
             }
             let t0 = Instant::now();
-            let p = loader
-                .rx
-                .recv()
-                .context("the data thread stopped unexpectedly")?;
+            let Staged { packet: p, clips } = match ahead.take() {
+                Some(a) => a,
+                None => Staged::new(
+                    be,
+                    loader
+                        .rx
+                        .recv()
+                        .context("the data thread stopped unexpectedly")?,
+                    replicas,
+                ),
+            };
             let wait = t0.elapsed().as_secs_f64();
             if (p.epoch, p.index) != (epoch as u64, progress.batch) {
                 bail!(
@@ -463,11 +491,18 @@ fn run_on<B: Backend>(
             failed.extend(p.failed);
             progress.batch += 1;
             let t1 = Instant::now();
+            if replicas == 1 {
+                // start the following batch's upload if the data thread has it ready
+                if let Ok(next) = loader.rx.try_recv() {
+                    ahead = Some(Staged::new(be, next, replicas));
+                }
+            }
             let r = if replicas == 1 {
-                let Some(b) = p.parts.into_iter().next().flatten() else {
+                let (Some(b), Some(clips)) = (p.parts.into_iter().next().flatten(), clips) else {
                     continue;
                 };
-                let r = sam_step(be, &mut net, &mut opt, &b, &mut rng, frozen)
+                let x = be.finish_upload(clips);
+                let r = sam_step_on(be, &mut net, &mut opt, &x, &b, &mut rng, frozen)
                     .with_context(|| format!("epoch {epoch}, batch {}", p.index))?;
                 let correct = r
                     .cls

@@ -24,6 +24,11 @@ impl CudaBuf {
     pub fn slice(&self) -> Option<&CudaSlice<f32>> {
         self.0.as_ref()
     }
+
+    /// The device slice for writing (collectives that update a buffer in place).
+    pub fn slice_mut(&mut self) -> Option<&mut CudaSlice<f32>> {
+        self.0.as_mut()
+    }
 }
 
 fn get(b: &CudaBuf) -> Result<&CudaSlice<f32>, CudaError> {

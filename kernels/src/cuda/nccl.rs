@@ -13,10 +13,7 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::sys::CUdeviceptr;
-use cudarc::driver::{
-    CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceSlice, SyncOnDrop,
-};
+use cudarc::driver::{CudaContext, CudaSlice, CudaStream};
 use cudarc::nccl::safe::{group_end, group_start, Comm, Id, ReduceOp};
 
 use super::backend::CudaBuf;
@@ -134,18 +131,18 @@ impl GradComm {
     /// order.
     pub fn sum_buffers_in_place(&self, bufs: &mut [CudaBuf]) -> Result<(), NcclError> {
         let mut spans = Vec::with_capacity(bufs.len());
-        for (i, b) in bufs.iter().enumerate() {
-            let s = b.slice().ok_or_else(|| {
+        for (i, b) in bufs.iter_mut().enumerate() {
+            let s = b.slice_mut().ok_or_else(|| {
                 NcclError::Invalid(format!(
                     "buffer {i} is unavailable (its allocation failed earlier)"
                 ))
             })?;
-            spans.push(InPlace(s));
+            spans.push(s);
         }
         group_start().map_err(nccl("group start"))?;
         let mut queued = Ok(());
         for s in &mut spans {
-            if let Err(e) = self.comm.all_reduce_in_place(s, &ReduceOp::Sum) {
+            if let Err(e) = self.comm.all_reduce_in_place(&mut **s, &ReduceOp::Sum) {
                 queued = Err(nccl("all-reduce")(e));
                 break;
             }
@@ -174,29 +171,6 @@ impl GradComm {
             .map_err(drv("downloading scalars"))?;
         values.copy_from_slice(&host);
         Ok(())
-    }
-}
-
-/// A backend buffer's device memory handed to NCCL for an in-place sum. `CudaBuf` lends its
-/// slice only shared; NCCL writes through it here. This is sound for our use because the
-/// buffer's memory is never borrowed by host code (it lives on the device), the communicator
-/// and the backend share one stream (every read and write of it is stream-ordered), and
-/// `sum_buffers_in_place` holds the buffers mutably for the duration. Replace with a mutable
-/// accessor on `CudaBuf` when it gains one.
-struct InPlace<'a>(&'a CudaSlice<f32>);
-
-impl DeviceSlice<f32> for InPlace<'_> {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn stream(&self) -> &Arc<CudaStream> {
-        DeviceSlice::stream(self.0)
-    }
-}
-
-impl DevicePtrMut<f32> for InPlace<'_> {
-    fn device_ptr_mut<'b>(&'b mut self, stream: &'b CudaStream) -> (CUdeviceptr, SyncOnDrop<'b>) {
-        self.0.device_ptr(stream)
     }
 }
 
