@@ -152,9 +152,17 @@ fn spec_problems_and_foreign_resume_are_errors() {
     let text = std::fs::read_to_string(&same).unwrap();
     let text = text
         .replace("threads = 2", "threads = 1")
-        .replace("checkpoint_every = 1", "checkpoint_every = 7");
-    std::fs::write(&same, text).unwrap();
+        .replace("checkpoint_every = 1", "checkpoint_every = 7")
+        .replace("seed = 11", "seed = 11\nmath = \"tf32\"");
+    std::fs::write(&same, &text).unwrap();
     ok(train(&same, &a, &["--resume", "auto", "--max-steps", "2"]));
+
+    // an unknown GEMM math is a located spec error
+    std::fs::write(&same, text.replace("math = \"tf32\"", "math = \"fp8\"")).unwrap();
+    let out = train(&same, &dir.path().join("y"), &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("math") && err.contains("fp8"), "{err}");
 }
 
 /// The shipped train specs pass `spec check` (from a copy next to placeholders for the data,

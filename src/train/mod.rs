@@ -147,6 +147,7 @@ fn on_device(
     replicas: usize,
     ar: &mut dyn AllReduce,
 ) -> anyhow::Result<Summary> {
+    let math: kernels::cuda::GemmMath = job.spec.math.parse().map_err(anyhow::Error::msg)?;
     match job
         .spec
         .device
@@ -164,23 +165,26 @@ fn on_device(
         ),
         // one process per GPU, gradients summed on the devices by NCCL
         Device::Cuda(first) if ar.ranks() > 1 => {
-            let (be, comm, n) = nccl::join(first, &opts.cluster, ar)?;
+            let (mut be, comm, n) = nccl::join(first, &opts.cluster, ar)?;
+            be.set_gemm_math(math);
             let name = be.device_name().unwrap_or_else(|_| "CUDA device".into());
             let device = format!(
-                "cuda:{n} ({name}), NCCL rank {} of {}",
+                "cuda:{n} ({name}, {} math), NCCL rank {} of {}",
+                math.name(),
                 ar.rank(),
                 ar.ranks()
             );
             run_on(&be, device, job, opts, replicas, ar, Some(&comm))
         }
         Device::Cuda(n) => {
-            let be = kernels::cuda::CudaBackend::new(n).with_context(|| {
+            let mut be = kernels::cuda::CudaBackend::new(n).with_context(|| {
                 format!("device cuda:{n} (set `device = \"cpu\"` to train without a GPU)")
             })?;
+            be.set_gemm_math(math);
             let name = be.device_name().unwrap_or_else(|_| "CUDA device".into());
             run_on(
                 &be,
-                format!("cuda:{n} ({name})"),
+                format!("cuda:{n} ({name}, {} math)", math.name()),
                 job,
                 opts,
                 replicas,

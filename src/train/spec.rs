@@ -20,6 +20,10 @@ pub struct TrainSpec {
     /// `cpu` or `cuda:N`.
     #[serde(default = "default_device")]
     pub device: String,
+    /// Matrix-product arithmetic on CUDA: `f32` (default, IEEE products), `tf32` or `bf16`
+    /// (tensor cores, f32 accumulation; see docs/benchmarks.md). Ignored on the CPU.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub math: String,
     pub data: DataSpec,
     #[serde(default)]
     pub model: ModelSpec,
@@ -235,6 +239,9 @@ impl Params for TrainSpec {
         if let Err(e) = self.device.parse::<Device>() {
             p.push(ParamProblem::new("device", e).hint("`cpu`, `cuda` or `cuda:N`"));
         }
+        if let Err(e) = self.math.parse::<kernels::cuda::GemmMath>() {
+            p.push(ParamProblem::new("math", e).hint("`f32`, `tf32` or `bf16`"));
+        }
         if !ctx.resolve(&self.data.train).exists() {
             p.push(
                 ParamProblem::new(
@@ -326,8 +333,9 @@ impl Params for TrainSpec {
 
 impl TrainSpec {
     /// Identity of the training trajectory: the spec without the settings that do not change
-    /// what is computed (name, description, output, device, data threads and prefetch, checkpoint
-    /// interval), so a run may be resumed on another device or with other thread counts, but not
+    /// what is computed (name, description, output, device and GEMM math, data threads and
+    /// prefetch, checkpoint interval), so a run may be resumed on another device, precision or
+    /// thread count, but not
     /// with other data, model, optimiser or schedule.
     pub fn trajectory_hash(&self) -> String {
         use sha2::{Digest, Sha256};
@@ -336,6 +344,7 @@ impl TrainSpec {
         s.description.clear();
         s.output.clear();
         s.device.clear();
+        s.math.clear();
         s.data.threads = 0;
         s.data.prefetch = 0;
         s.train.checkpoint_every = 0;

@@ -29,6 +29,18 @@ pub enum GemmMath {
     Bf16,
 }
 
+impl std::str::FromStr for GemmMath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "" | "f32" => Ok(GemmMath::F32),
+            "tf32" => Ok(GemmMath::Tf32),
+            "bf16" => Ok(GemmMath::Bf16),
+            other => Err(format!("unknown GEMM math `{other}` (expected f32, tf32 or bf16)")),
+        }
+    }
+}
+
 impl GemmMath {
     /// Short name used in reports and specs: `f32`, `tf32`, `bf16`.
     pub fn name(self) -> &'static str {
