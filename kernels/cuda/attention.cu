@@ -551,39 +551,9 @@ FOR_FLOAT_TYPES(ATTN_SHORT_ENTRY)
 
 // ---------------------------------------------------------------------------------------------
 // Pieces of the GEMM formulation used for long sequences in f32 storage (spatial attention,
-// L = 197): the score and value products go to cuBLAS batched GEMMs (tensor cores in TF32/bf16
-// math), these kernels do the head permutes and the row softmax around them.
-
-// Head split: src[S, L, G, H, D] (a token row of G·H·D) → dst[G, S, H, L, D]. One block per token;
-// G = 3 for qkv, 1 for a merged-heads gradient.
-extern "C" __global__ void heads_split_f32(const float* src, float* dst, int S, int L, int G, int H,
-                                           int D) {
-  const long tok = blockIdx.x;
-  const long s = tok / L;
-  const int l = (int)(tok - s * L);
-  const int width = G * H * D;
-  const float* row = src + tok * width;
-  for (int c = threadIdx.x; c < width; c += blockDim.x) {
-    const int gh = c / D, d = c - gh * D;
-    const int g = gh / H, h = gh - g * H;
-    dst[((((long)g * S + s) * H + h) * L + l) * D + d] = row[c];
-  }
-}
-
-// Head merge, the inverse permute: src[G, S, H, L, D] → dst[S, L, G, H, D].
-extern "C" __global__ void heads_merge_f32(const float* src, float* dst, int S, int L, int G, int H,
-                                           int D) {
-  const long tok = blockIdx.x;
-  const long s = tok / L;
-  const int l = (int)(tok - s * L);
-  const int width = G * H * D;
-  float* row = dst + tok * width;
-  for (int c = threadIdx.x; c < width; c += blockDim.x) {
-    const int gh = c / D, d = c - gh * D;
-    const int g = gh / H, h = gh - g * H;
-    row[c] = src[((((long)g * S + s) * H + h) * L + l) * D + d];
-  }
-}
+// L = 197): the score and value products go to cuBLAS pointer-batched GEMMs that address each
+// (sequence, head) matrix inside the row layouts (tensor cores in TF32 math); these kernels do the
+// row softmax around them and build the pointer arrays.
 
 // In-place row softmax of scores[rows, L]; one warp per row.
 extern "C" __global__ void softmax_rows_f32(float* x, long rows, int L) {
@@ -615,4 +585,20 @@ extern "C" __global__ void softmax_rows_bwd_f32(const float* p, float* dp, long 
   for (int j = lane; j < L; j += 32) dot += pr[j] * g[j];
   dot = warp_sum(dot);
   for (int j = lane; j < L; j += 32) g[j] = pr[j] * (g[j] - dot);
+}
+
+// Pointer arrays of a batched GEMM over (sequence, head) pairs, so cuBLAS reads the heads where
+// the qkv GEMM left them and writes where the next op wants them (no permute copies). Entry
+// b = s·H + h of operand i is base_i + 4·(s·stride_s_i + h·stride_h_i) bytes; out holds the A, B
+// and C arrays one after another (n entries each).
+extern "C" __global__ void attn_gemm_ptrs(unsigned long long* out, int n, int H,
+                                          unsigned long long a, long as, long ah,
+                                          unsigned long long b, long bs, long bh,
+                                          unsigned long long c, long cs, long ch) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const long s = i / H, h = i - s * H;
+  out[i] = a + 4ull * (unsigned long long)(s * as + h * ah);
+  out[n + i] = b + 4ull * (unsigned long long)(s * bs + h * bh);
+  out[2 * n + i] = c + 4ull * (unsigned long long)(s * cs + h * ch);
 }

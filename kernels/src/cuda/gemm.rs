@@ -36,7 +36,9 @@ impl std::str::FromStr for GemmMath {
             "" | "f32" => Ok(GemmMath::F32),
             "tf32" => Ok(GemmMath::Tf32),
             "bf16" => Ok(GemmMath::Bf16),
-            other => Err(format!("unknown GEMM math `{other}` (expected f32, tf32 or bf16)")),
+            other => Err(format!(
+                "unknown GEMM math `{other}` (expected f32, tf32 or bf16)"
+            )),
         }
     }
 }
@@ -65,6 +67,28 @@ pub struct GemmShape {
 
 fn dim(op: &'static str, name: &str, v: usize) -> Result<i32, CudaError> {
     i32::try_from(v).map_err(|_| CudaError::shape(op, format!("{name} = {v} exceeds i32")))
+}
+
+/// Where the matrices of a (sequence, head)-batched GEMM sit in one buffer: matrix (s, h) starts
+/// `offset + s·stride_s + h·stride_h` elements in, its rows `ld` elements apart — so cuBLAS can
+/// read heads straight out of a `[S, L, 3, H, D]` qkv row layout and write into `[S, L, H·D]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLayout {
+    pub offset: usize,
+    pub stride_s: usize,
+    pub stride_h: usize,
+    pub ld: usize,
+}
+
+impl HeadLayout {
+    /// One past the last element reached by `seqs`×`heads` matrices of `rows`×`cols`.
+    pub fn extent(&self, seqs: usize, heads: usize, rows: usize, cols: usize) -> usize {
+        self.offset
+            + (seqs - 1) * self.stride_s
+            + (heads - 1) * self.stride_h
+            + (rows - 1) * self.ld
+            + cols
+    }
 }
 
 impl CudaBackend {
@@ -101,6 +125,141 @@ impl CudaBackend {
             .map(drop)
             .map_err(CudaError::driver("launching cast_f32_bf16"))?;
         Ok(y)
+    }
+
+    /// GEMMs of one shape over every (sequence, head) pair, each operand addressed through a
+    /// [`HeadLayout`] (cuBLAS pointer-array batching; the arrays are built on the device). f32
+    /// operands only; bf16 math runs as TF32 here (no operand copies to round).
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_heads(
+        &self,
+        shape: GemmShape,
+        seqs: usize,
+        heads: usize,
+        (a, la): (&impl DevicePtr<f32>, HeadLayout),
+        (b, lb): (&impl DevicePtr<f32>, HeadLayout),
+        (c, lc): (&mut impl DevicePtrMut<f32>, HeadLayout),
+        alpha: f32,
+        beta: f32,
+        math: GemmMath,
+    ) -> Result<(), CudaError> {
+        const OP: &str = "gemm_heads";
+        let GemmShape {
+            m,
+            n,
+            k,
+            trans_a,
+            trans_b,
+        } = shape;
+        if m == 0 || n == 0 || k == 0 || seqs == 0 || heads == 0 {
+            return Err(CudaError::shape(
+                OP,
+                format!("empty GEMM {seqs}×{heads} × m={m} n={n} k={k}"),
+            ));
+        }
+        let (ar, ac) = if trans_a { (k, m) } else { (m, k) };
+        let (br, bc) = if trans_b { (n, k) } else { (k, n) };
+        for (name, l, len, rows, cols) in [
+            ("A", la, a.len(), ar, ac),
+            ("B", lb, b.len(), br, bc),
+            ("C", lc, c.len(), m, n),
+        ] {
+            if l.ld < cols || l.extent(seqs, heads, rows, cols) > len {
+                return Err(CudaError::shape(
+                    OP,
+                    format!("{name}: layout {l:?} of {seqs}×{heads} {rows}×{cols} matrices does not fit {len} elements"),
+                ));
+            }
+        }
+        let batch = seqs * heads;
+        let (mi, ni, ki) = (dim(OP, "m", m)?, dim(OP, "n", n)?, dim(OP, "k", k)?);
+        let (bi, hi) = (dim(OP, "batch", batch)?, dim(OP, "heads", heads)?);
+        let lds = [
+            dim(OP, "lda", la.ld)?,
+            dim(OP, "ldb", lb.ld)?,
+            dim(OP, "ldc", lc.ld)?,
+        ];
+        let mut ptrs = self.scratch::<u64>(3 * batch)?;
+        let (pa, _ga) = a.device_ptr(&self.stream);
+        let (pb, _gb) = b.device_ptr(&self.stream);
+        let (pc, _gc) = c.device_ptr_mut(&self.stream);
+        let at = |p: u64, l: HeadLayout| p + 4 * l.offset as u64;
+        let st = |v: usize| v as i64;
+        {
+            let f = self.function(Family::Attention, "attn_gemm_ptrs")?;
+            let mut lb_ = self.stream.launch_builder(&f);
+            let (a0, b0, c0) = (at(pa, la), at(pb, lb), at(pc, lc));
+            let (as_, ah, bs, bh, cs, ch) = (
+                st(la.stride_s),
+                st(la.stride_h),
+                st(lb.stride_s),
+                st(lb.stride_h),
+                st(lc.stride_s),
+                st(lc.stride_h),
+            );
+            lb_.arg(&mut ptrs)
+                .arg(&bi)
+                .arg(&hi)
+                .arg(&a0)
+                .arg(&as_)
+                .arg(&ah)
+                .arg(&b0)
+                .arg(&bs)
+                .arg(&bh)
+                .arg(&c0)
+                .arg(&cs)
+                .arg(&ch);
+            let blocks = batch.div_ceil(256) as u32;
+            // SAFETY: ptrs holds 3·batch entries; the kernel writes exactly those.
+            unsafe { lb_.launch(cfg((blocks, 1, 1), (256, 1, 1))) }
+                .map(drop)
+                .map_err(CudaError::driver("launching attn_gemm_ptrs"))?;
+        }
+        let compute = match math {
+            GemmMath::F32 => cublasComputeType_t::CUBLAS_COMPUTE_32F,
+            GemmMath::Tf32 | GemmMath::Bf16 => cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32,
+        };
+        let op = |t: bool| {
+            if t {
+                cublasOperation_t::CUBLAS_OP_T
+            } else {
+                cublasOperation_t::CUBLAS_OP_N
+            }
+        };
+        let (arr, _gp) = ptrs.device_ptr(&self.stream);
+        let (a_arr, b_arr, c_arr) = (arr, arr + 8 * batch as u64, arr + 16 * batch as u64);
+        let f32t = cudaDataType_t::CUDA_R_32F;
+        // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands.
+        // SAFETY: every matrix of every operand was checked to lie inside its buffer; the pointer
+        // arrays are filled by the kernel queued before on the same stream.
+        unsafe {
+            cudarc::cublas::sys::cublasGemmBatchedEx(
+                *self.blas.handle(),
+                op(trans_b),
+                op(trans_a),
+                ni,
+                mi,
+                ki,
+                (&alpha) as *const f32 as *const c_void,
+                b_arr as *const *const c_void,
+                f32t,
+                lds[1],
+                a_arr as *const *const c_void,
+                f32t,
+                lds[0],
+                (&beta) as *const f32 as *const c_void,
+                c_arr as *const *mut c_void,
+                f32t,
+                lds[2],
+                bi,
+                compute,
+                cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        }
+        .result()
+        .map_err(CudaError::cublas(format!(
+            "gemm_heads {seqs}×{heads} × m={m} n={n} k={k}"
+        )))
     }
 
     /// `batch` independent GEMMs of one shape over consecutive matrices: A, B and C hold `batch`

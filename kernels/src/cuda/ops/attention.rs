@@ -3,9 +3,10 @@
 //!   save the log-sum-exp and recompute probabilities in the backward;
 //! - a one-warp-per-head fused kernel for very short sequences (temporal, L = T+1 ≤ 8), which
 //!   saves the probabilities;
-//! - for longer sequences in f32 storage, cuBLAS batched GEMMs for QKᵀ, PV and their gradients
-//!   (tensor cores in TF32/bf16 math) around head-permute and row-softmax kernels — what PyTorch's
-//!   eager attention does, and several times faster than CUDA-core FMAs at L = 197.
+//! - for longer sequences in f32 storage, cuBLAS pointer-batched GEMMs for QKᵀ, PV and their
+//!   gradients (tensor cores in TF32 math) that read the heads where the qkv GEMM left them and
+//!   write where the next op reads (no permute copies), around a row-softmax kernel — several
+//!   times faster than CUDA-core FMAs at L = 197.
 //!
 //! [`AttentionShape::path`] picks the formulation the f32 `Backend` path uses.
 
@@ -15,7 +16,7 @@ use super::{cfg, int, launched, long, need};
 use crate::cuda::device::CudaBackend;
 use crate::cuda::dtype::{kernel_name, Float};
 use crate::cuda::error::CudaError;
-use crate::cuda::gemm::{GemmMath, GemmShape};
+use crate::cuda::gemm::{GemmMath, GemmShape, HeadLayout};
 use crate::cuda::source::Family;
 
 /// `seqs` independent sequences of `len` tokens, `heads` heads of `head_dim` (≤ 128).
@@ -93,7 +94,7 @@ impl AttentionShape {
 pub enum AttnPath {
     /// One warp per (sequence, head), everything in registers: L ≤ [`SHORT_L`], D ≤ 64.
     Short,
-    /// cuBLAS batched GEMMs around permute and softmax kernels.
+    /// cuBLAS pointer-batched GEMMs on the row layouts, around a row-softmax kernel.
     Gemm,
 }
 
@@ -117,7 +118,7 @@ impl AttentionShape {
     fn probs(&self) -> usize {
         self.seqs * self.heads * self.len * self.len
     }
-    /// Elements of one head-major tensor `[seqs, heads, len, head_dim]`.
+    /// Elements of one `[seqs, len, heads·head_dim]` tensor (out, dout; a third of qkv).
     fn head_major(&self) -> usize {
         self.tokens() * self.width()
     }
@@ -146,6 +147,49 @@ impl AttentionShape {
             dk: g(l, d, l, true, false),
         }
     }
+}
+
+impl AttentionShape {
+    /// Where each (sequence, head) matrix lives for the in-place GEMM formulation: q, k, v inside
+    /// `[S, L, 3, H, D]` qkv rows (and the same for dqkv), probabilities `[S, H, L, L]`, outputs
+    /// `[S, L, H·D]` (and dout).
+    fn head_layouts(&self) -> AttnLayouts {
+        let (l, h, d) = (self.len, self.heads, self.head_dim);
+        let c = h * d;
+        let qkv = |part: usize| HeadLayout {
+            offset: part * c,
+            stride_s: l * 3 * c,
+            stride_h: d,
+            ld: 3 * c,
+        };
+        AttnLayouts {
+            q: qkv(0),
+            k: qkv(1),
+            v: qkv(2),
+            p: HeadLayout {
+                offset: 0,
+                stride_s: h * l * l,
+                stride_h: l * l,
+                ld: l,
+            },
+            o: HeadLayout {
+                offset: 0,
+                stride_s: l * c,
+                stride_h: d,
+                ld: c,
+            },
+        }
+    }
+}
+
+/// [`AttentionShape::head_layouts`].
+#[derive(Debug, Clone, Copy)]
+struct AttnLayouts {
+    q: HeadLayout,
+    k: HeadLayout,
+    v: HeadLayout,
+    p: HeadLayout,
+    o: HeadLayout,
 }
 
 /// GEMM shapes of the batched-GEMM formulation ([`AttentionShape::gemm_shapes`]).
@@ -307,7 +351,7 @@ impl CudaBackend {
         let math = attention_math(math);
         match shape.path() {
             AttnPath::Short => self.attention_short_fwd(shape, qkv, out, probs, scale),
-            AttnPath::Gemm => self.attention_gemm_fwd(shape, qkv, out, probs, scale, math),
+            AttnPath::Gemm => self.attention_heads_fwd(shape, qkv, out, probs, scale, math),
         }
     }
 
@@ -331,7 +375,7 @@ impl CudaBackend {
         let math = attention_math(math);
         match shape.path() {
             AttnPath::Short => self.attention_short_bwd(shape, qkv, dout, probs, dqkv, scale),
-            AttnPath::Gemm => self.attention_gemm_bwd(shape, qkv, dout, probs, dqkv, scale, math),
+            AttnPath::Gemm => self.attention_heads_bwd(shape, qkv, dout, probs, dqkv, scale, math),
         }
     }
 
@@ -406,47 +450,6 @@ impl CudaBackend {
         need(op, "probs", probs, shape.probs())
     }
 
-    /// Permutes `[seqs, len, groups, heads, head_dim]` rows to `[groups, seqs, heads, len,
-    /// head_dim]` (`split`) or back (`!split`).
-    fn heads_permute(
-        &self,
-        shape: AttentionShape,
-        groups: usize,
-        split: bool,
-        src: &CudaSlice<f32>,
-        dst: &mut CudaSlice<f32>,
-    ) -> Result<(), CudaError> {
-        const OP: &str = "attention_heads";
-        let n = groups * shape.head_major();
-        need(OP, "src", src.len(), n)?;
-        need(OP, "dst", dst.len(), n)?;
-        let name = if split {
-            "heads_split_f32"
-        } else {
-            "heads_merge_f32"
-        };
-        let args = [
-            int(OP, "seqs", shape.seqs)?,
-            int(OP, "len", shape.len)?,
-            int(OP, "groups", groups)?,
-            int(OP, "heads", shape.heads)?,
-            int(OP, "head_dim", shape.head_dim)?,
-        ];
-        let blocks =
-            u32::try_from(shape.tokens()).map_err(|_| CudaError::shape(OP, "too many tokens"))?;
-        let f = self.function(Family::Attention, name)?;
-        let mut b = self.stream.launch_builder(&f);
-        b.arg(src).arg(dst);
-        for a in &args {
-            b.arg(a);
-        }
-        // SAFETY: both buffers hold groups·tokens·width elements; one block per token.
-        launched(
-            name,
-            unsafe { b.launch(cfg((blocks, 1, 1), (256, 1, 1))) }.map(drop),
-        )
-    }
-
     /// Launch shape of the row-softmax kernels: one warp per row, 8 rows per block.
     fn softmax_config(rows: usize, len: usize) -> Result<(LaunchConfig, i64, i32), CudaError> {
         const OP: &str = "attention_softmax";
@@ -497,7 +500,8 @@ impl CudaBackend {
         )
     }
 
-    fn attention_gemm_fwd(
+    /// The batched-GEMM formulation reading heads in place (pointer-array batching): no permutes.
+    fn attention_heads_fwd(
         &self,
         shape: AttentionShape,
         qkv: &CudaSlice<f32>,
@@ -506,21 +510,39 @@ impl CudaBackend {
         scale: f32,
         math: GemmMath,
     ) -> Result<(), CudaError> {
-        let n = shape.head_major();
-        let batch = shape.seqs * shape.heads;
-        let g = shape.gemm_shapes();
-        let mut qh = self.scratch::<f32>(3 * n)?;
-        self.heads_permute(shape, 3, true, qkv, &mut qh)?;
-        let (q, k, v) = (qh.slice(..n), qh.slice(n..2 * n), qh.slice(2 * n..3 * n));
-        self.gemm_batched(g.scores, batch, &q, &k, probs, scale, 0.0, math)?;
-        self.softmax_rows_fwd(probs, batch * shape.len, shape.len)?;
-        let mut oh = self.scratch::<f32>(n)?;
-        self.gemm_batched(g.pv, batch, &*probs, &v, &mut oh, 1.0, 0.0, math)?;
-        self.heads_permute(shape, 1, false, &oh, out)
+        let (s, h, g, l) = (
+            shape.seqs,
+            shape.heads,
+            shape.gemm_shapes(),
+            shape.head_layouts(),
+        );
+        self.gemm_heads(
+            g.scores,
+            s,
+            h,
+            (qkv, l.q),
+            (qkv, l.k),
+            (probs, l.p),
+            scale,
+            0.0,
+            math,
+        )?;
+        self.softmax_rows_fwd(probs, s * h * shape.len, shape.len)?;
+        self.gemm_heads(
+            g.pv,
+            s,
+            h,
+            (&*probs, l.p),
+            (qkv, l.v),
+            (out, l.o),
+            1.0,
+            0.0,
+            math,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn attention_gemm_bwd(
+    fn attention_heads_bwd(
         &self,
         shape: AttentionShape,
         qkv: &CudaSlice<f32>,
@@ -530,56 +552,66 @@ impl CudaBackend {
         scale: f32,
         math: GemmMath,
     ) -> Result<(), CudaError> {
-        let n = shape.head_major();
-        let batch = shape.seqs * shape.heads;
-        let g = shape.gemm_shapes();
-        let mut qh = self.scratch::<f32>(3 * n)?;
-        self.heads_permute(shape, 3, true, qkv, &mut qh)?;
-        let mut doh = self.scratch::<f32>(n)?;
-        self.heads_permute(shape, 1, true, dout, &mut doh)?;
-        let (q, k, v) = (qh.slice(..n), qh.slice(n..2 * n), qh.slice(2 * n..3 * n));
-        let mut dqh = self.scratch::<f32>(3 * n)?;
+        let (s, h, g, l) = (
+            shape.seqs,
+            shape.heads,
+            shape.gemm_shapes(),
+            shape.head_layouts(),
+        );
         let mut ds = self.scratch::<f32>(shape.probs())?;
-        self.gemm_batched(g.dp, batch, &doh, &v, &mut ds, 1.0, 0.0, math)?;
-        self.gemm_batched(
-            g.dv,
-            batch,
-            probs,
-            &doh,
-            &mut dqh.slice_mut(2 * n..3 * n),
+        self.gemm_heads(
+            g.dp,
+            s,
+            h,
+            (dout, l.o),
+            (qkv, l.v),
+            (&mut ds, l.p),
             1.0,
             0.0,
             math,
         )?;
-        self.softmax_rows_bwd(probs, &mut ds, batch * shape.len, shape.len)?;
-        self.gemm_batched(
+        self.gemm_heads(
+            g.dv,
+            s,
+            h,
+            (probs, l.p),
+            (dout, l.o),
+            (&mut *dqkv, l.v),
+            1.0,
+            0.0,
+            math,
+        )?;
+        self.softmax_rows_bwd(probs, &mut ds, s * h * shape.len, shape.len)?;
+        self.gemm_heads(
             g.dq,
-            batch,
-            &ds,
-            &k,
-            &mut dqh.slice_mut(..n),
+            s,
+            h,
+            (&ds, l.p),
+            (qkv, l.k),
+            (&mut *dqkv, l.q),
             scale,
             0.0,
             math,
         )?;
-        self.gemm_batched(
+        self.gemm_heads(
             g.dk,
-            batch,
-            &ds,
-            &q,
-            &mut dqh.slice_mut(n..2 * n),
+            s,
+            h,
+            (&ds, l.p),
+            (qkv, l.q),
+            (dqkv, l.k),
             scale,
             0.0,
             math,
-        )?;
-        self.heads_permute(shape, 3, false, &dqh, dqkv)
+        )
     }
 }
 
-/// GEMM math of the attention products: bf16 math runs them in TF32, because rounding the
-/// `[seqs·heads, L, L]` probability and score-gradient matrices to bf16 costs more memory traffic
-/// than the bf16 products save (measured on an H100: 3.49 vs 2.56 ms per spatial layer at B=32),
-/// and TF32 is the more precise of the two.
+/// GEMM math of the attention products: bf16 math runs them in TF32. The in-place GEMMs read
+/// f32 operands where they lie, so bf16 products would need rounded copies of qkv and of the
+/// `[seqs·heads, L, L]` probability matrices, which cost more than the products save (measured
+/// on an H100 with copies: 3.49 vs 2.56 ms per spatial layer at B = 32); TF32 is also the more
+/// precise of the two.
 fn attention_math(math: GemmMath) -> GemmMath {
     match math {
         GemmMath::Bf16 => GemmMath::Tf32,
@@ -603,72 +635,74 @@ mod tests {
     use crate::{AttnDims, Backend, CpuBackend};
     use rand::{Rng, SeedableRng};
 
-    /// Row-major batched GEMM with the semantics [`GemmShape`] documents (the cuBLAS mapping
-    /// itself is shared with every other GEMM and checked on the GPU).
-    fn host_gemm(g: GemmShape, batch: usize, a: &[f64], b: &[f64], alpha: f64) -> Vec<f64> {
+    /// [`CudaBackend::gemm_heads`] on the host: matrix (s, h) of each operand at its layout.
+    #[allow(clippy::too_many_arguments)]
+    fn host_gemm_heads(
+        g: GemmShape,
+        sh: AttentionShape,
+        (a, la): (&[f64], HeadLayout),
+        (b, lb): (&[f64], HeadLayout),
+        (c, lc): (&mut [f64], HeadLayout),
+        alpha: f64,
+    ) {
         let (m, n, k) = (g.m, g.n, g.k);
-        let mut c = vec![0.0; batch * m * n];
-        for t in 0..batch {
-            let (a, b) = (&a[t * m * k..], &b[t * k * n..]);
-            for i in 0..m {
-                for j in 0..n {
-                    let mut acc = 0.0;
-                    for l in 0..k {
-                        let x = if g.trans_a {
-                            a[l * m + i]
-                        } else {
-                            a[i * k + l]
-                        };
-                        let y = if g.trans_b {
-                            b[j * k + l]
-                        } else {
-                            b[l * n + j]
-                        };
-                        acc += x * y;
-                    }
-                    c[t * m * n + i * n + j] = alpha * acc;
-                }
-            }
-        }
-        c
-    }
-
-    /// `[S, L, G, H, D]` → `[G, S, H, L, D]` (`split`) or back.
-    fn host_permute(sh: AttentionShape, groups: usize, split: bool, src: &[f64]) -> Vec<f64> {
-        let (s_, l_, h_, d_) = (sh.seqs, sh.len, sh.heads, sh.head_dim);
-        let mut dst = vec![0.0; src.len()];
-        for s in 0..s_ {
-            for l in 0..l_ {
-                for g in 0..groups {
-                    for h in 0..h_ {
-                        for d in 0..d_ {
-                            let rows = (((s * l_ + l) * groups + g) * h_ + h) * d_ + d;
-                            let heads = (((g * s_ + s) * h_ + h) * l_ + l) * d_ + d;
-                            if split {
-                                dst[heads] = src[rows];
+        for s in 0..sh.seqs {
+            for h in 0..sh.heads {
+                let at = |l: HeadLayout| l.offset + s * l.stride_s + h * l.stride_h;
+                let (a0, b0, c0) = (at(la), at(lb), at(lc));
+                for i in 0..m {
+                    for j in 0..n {
+                        let mut acc = 0.0;
+                        for t in 0..k {
+                            let x = if g.trans_a {
+                                a[a0 + t * la.ld + i]
                             } else {
-                                dst[rows] = src[heads];
-                            }
+                                a[a0 + i * la.ld + t]
+                            };
+                            let y = if g.trans_b {
+                                b[b0 + j * lb.ld + t]
+                            } else {
+                                b[b0 + t * lb.ld + j]
+                            };
+                            acc += x * y;
                         }
+                        c[c0 + i * lc.ld + j] = alpha * acc;
                     }
                 }
             }
         }
-        dst
     }
 
-    /// The batched-GEMM formulation, run on the host step by step as `attention_gemm_fwd/bwd`
-    /// launch it, equals the CPU backend's attention (forward and every input gradient).
+    fn host_softmax(p: &mut [f64], l: usize) {
+        for row in p.chunks_mut(l) {
+            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            row.iter_mut().for_each(|x| *x = (*x - m).exp());
+            let z: f64 = row.iter().sum();
+            row.iter_mut().for_each(|x| *x /= z);
+        }
+    }
+
+    fn host_softmax_bwd(p: &[f64], g: &mut [f64], l: usize) {
+        for (grow, prow) in g.chunks_mut(l).zip(p.chunks(l)) {
+            let dot: f64 = grow.iter().zip(prow).map(|(a, b)| a * b).sum();
+            grow.iter_mut()
+                .zip(prow)
+                .for_each(|(x, p)| *x = p * (*x - dot));
+        }
+    }
+
+    /// The in-place formulation (`attention_heads_fwd/bwd`: pointer-batched GEMMs reading and
+    /// writing the row layouts directly), run on the host with the same shapes and layouts,
+    /// equals the CPU backend's attention; every dqkv element is written (NaN-poisoned start).
     #[test]
-    fn gemm_formulation_matches_the_cpu_attention() {
+    fn in_place_gemm_formulation_matches_the_cpu_attention() {
         let sh = AttentionShape {
             seqs: 3,
             len: 11,
             heads: 2,
             head_dim: 5,
         };
-        assert_eq!(sh.path(), AttnPath::Gemm);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         let n = sh.head_major();
         let qkv: Vec<f32> = (0..3 * n).map(|_| rng.gen_range(-2.0..2.0)).collect();
         let dout: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
@@ -685,31 +719,22 @@ mod tests {
         let mut dqkv = cpu.zeros(3 * n);
         cpu.attention_bwd(&dout, &qkv, &probs, &mut dqkv, d);
 
-        let (batch, l, g) = (sh.seqs * sh.heads, sh.len, sh.gemm_shapes());
-        let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-        let qh = host_permute(sh, 3, true, &f64s(&qkv));
-        let (q, k, v) = (&qh[..n], &qh[n..2 * n], &qh[2 * n..]);
-        let mut p = host_gemm(g.scores, batch, q, k, sh.scale() as f64);
-        for row in p.chunks_mut(l) {
-            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            row.iter_mut().for_each(|x| *x = (*x - m).exp());
-            let z: f64 = row.iter().sum();
-            row.iter_mut().for_each(|x| *x /= z);
-        }
-        let o = host_permute(sh, 1, false, &host_gemm(g.pv, batch, &p, v, 1.0));
-        let doh = host_permute(sh, 1, true, &f64s(&dout));
-        let mut ds = host_gemm(g.dp, batch, &doh, v, 1.0);
-        for (grow, prow) in ds.chunks_mut(l).zip(p.chunks(l)) {
-            let dot: f64 = grow.iter().zip(prow).map(|(a, b)| a * b).sum();
-            grow.iter_mut()
-                .zip(prow)
-                .for_each(|(x, p)| *x = p * (*x - dot));
-        }
+        let (g, l, len) = (sh.gemm_shapes(), sh.head_layouts(), sh.len);
         let scale = sh.scale() as f64;
-        let mut dqh = host_gemm(g.dq, batch, &ds, k, scale);
-        dqh.extend(host_gemm(g.dk, batch, &ds, q, scale));
-        dqh.extend(host_gemm(g.dv, batch, &p, &doh, 1.0));
-        let dq = host_permute(sh, 3, false, &dqh);
+        let x: Vec<f64> = qkv.iter().map(|&v| v as f64).collect();
+        let dy: Vec<f64> = dout.iter().map(|&v| v as f64).collect();
+        let mut p = vec![f64::NAN; sh.probs()];
+        host_gemm_heads(g.scores, sh, (&x, l.q), (&x, l.k), (&mut p, l.p), scale);
+        host_softmax(&mut p, len);
+        let mut o = vec![f64::NAN; n];
+        host_gemm_heads(g.pv, sh, (&p, l.p), (&x, l.v), (&mut o, l.o), 1.0);
+        let mut ds = vec![f64::NAN; sh.probs()];
+        let mut dx = vec![f64::NAN; 3 * n];
+        host_gemm_heads(g.dp, sh, (&dy, l.o), (&x, l.v), (&mut ds, l.p), 1.0);
+        host_gemm_heads(g.dv, sh, (&p, l.p), (&dy, l.o), (&mut dx, l.v), 1.0);
+        host_softmax_bwd(&p, &mut ds, len);
+        host_gemm_heads(g.dq, sh, (&ds, l.p), (&x, l.k), (&mut dx, l.q), scale);
+        host_gemm_heads(g.dk, sh, (&ds, l.p), (&x, l.q), (&mut dx, l.k), scale);
 
         let close = |want: &[f32], got: &[f64], what: &str| {
             for (i, (w, g)) in want.iter().zip(got).enumerate() {
@@ -721,7 +746,25 @@ mod tests {
         };
         close(&probs, &p, "probs");
         close(&out, &o, "out");
-        close(&dqkv, &dq, "dqkv");
+        close(&dqkv, &dx, "dqkv");
+    }
+
+    /// The layouts' extents are exactly the buffers the model allocates: the last matrix of each
+    /// operand ends at the buffer's end (no out-of-bounds reach, no part left unaddressed).
+    #[test]
+    fn head_layouts_end_at_the_buffer_ends() {
+        let sh = AttentionShape {
+            seqs: 4,
+            len: 197,
+            heads: 12,
+            head_dim: 64,
+        };
+        let (l, n, c) = (sh.head_layouts(), sh.head_major(), sh.width());
+        let (s, h, len, d) = (sh.seqs, sh.heads, sh.len, sh.head_dim);
+        assert_eq!(l.v.extent(s, h, len, d), 3 * n);
+        assert_eq!(l.q.extent(s, h, len, d), 3 * n - 2 * c);
+        assert_eq!(l.o.extent(s, h, len, d), n);
+        assert_eq!(l.p.extent(s, h, len, len), sh.probs());
     }
 
     /// Every head_dim the shape check admits, at every block width the launch rule can pick,
