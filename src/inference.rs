@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{bail, Context};
-use kernels::cuda::CudaBackend;
+use kernels::cuda::{CudaBackend, GemmMath};
 use kernels::{Backend, CpuBackend};
 use model::config::ModelConfig;
 use model::network::{Mode, Network};
@@ -177,8 +177,9 @@ fn forward_on<B: Backend>(
 }
 
 impl Scorer {
-    /// Reads the weights, builds the network on `device` and loads them.
-    pub fn load(src: &ModelSource, device: Device) -> anyhow::Result<Self> {
+    /// Reads the weights, builds the network on `device` and loads them; `math` is the GEMM
+    /// arithmetic on CUDA (ignored on the CPU).
+    pub fn load(src: &ModelSource, device: Device, math: GemmMath) -> anyhow::Result<Self> {
         let sd = model::api::read_weights(&src.weights)
             .with_context(|| format!("reading weights {}", src.weights.display()))?;
         let cfg = resolve_config(src, &sd)?;
@@ -189,7 +190,8 @@ impl Scorer {
                 Engine::Cpu(be, Box::new(net))
             }
             Device::Cuda(n) => {
-                let be = CudaBackend::new(n).with_context(|| format!("opening cuda:{n}"))?;
+                let mut be = CudaBackend::new(n).with_context(|| format!("opening cuda:{n}"))?;
+                be.set_gemm_math(math);
                 let net = load_into(&be, cfg, src.mode, &sd, &src.weights)?;
                 if let Some(e) = be.take_error() {
                     bail!("cuda:{n}: uploading the weights: {e}");

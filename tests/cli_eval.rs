@@ -362,6 +362,24 @@ fn spec_problems_are_reported_with_their_location() {
     assert_eq!(o.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("bad.toml:7:1"), "{stderr}");
     assert!(stderr.contains("did you mean `margin`"), "{stderr}");
+
+    // an unknown GEMM math is reported with its key
+    std::fs::write(
+        &spec,
+        format!(
+            "name = \"bad\"\noutput = \"x\"\nweights = {:?}\nmanifest = {:?}\nmath = \"fp8\"\n",
+            weights(),
+            manifest()
+        ),
+    )
+    .unwrap();
+    let o = bin().arg("eval").arg(&spec).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("math") && stderr.contains("fp8"),
+        "{stderr}"
+    );
 }
 
 /// The six paper-table specs are well-formed: without the datasets and weights they stop at the

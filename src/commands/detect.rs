@@ -51,6 +51,9 @@ pub struct DetectArgs {
     /// cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Matrix-product arithmetic on CUDA: f32, tf32 or bf16.
+    #[arg(long, default_value = "f32")]
+    pub math: String,
     /// Face detector: mtcnn or haar.
     #[arg(long, default_value = "mtcnn")]
     pub detector: String,
@@ -90,6 +93,7 @@ struct Checked {
 
 pub fn run(args: DetectArgs, quiet: bool) -> anyhow::Result<i32> {
     let device: Device = args.device.parse().map_err(anyhow::Error::msg)?;
+    let math: kernels::cuda::GemmMath = args.math.parse().map_err(anyhow::Error::msg)?;
     let mode: Mode = args.mode.parse()?;
     if args.frames == 0 {
         bail!("--frames must be at least 1");
@@ -102,6 +106,7 @@ pub fn run(args: DetectArgs, quiet: bool) -> anyhow::Result<i32> {
             mode,
         },
         device,
+        math,
     )?;
     let cfg = *scorer.config();
 

@@ -57,6 +57,9 @@ pub struct EvalSpec {
     /// `cpu` or `cuda:N`.
     #[serde(default = "default_device")]
     pub device: String,
+    /// Matrix-product arithmetic on CUDA: `f32` (default), `tf32` or `bf16`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub math: String,
     /// `.safetensors` or the official `.pth` (relative paths: to the spec's folder).
     pub weights: String,
     /// JSONL manifest of the test videos (relative to the spec's folder).
@@ -188,6 +191,9 @@ impl Params for EvalSpec {
         if let Err(e) = self.device.parse::<Device>() {
             p.push(ParamProblem::new("device", e));
         }
+        if let Err(e) = self.math.parse::<kernels::cuda::GemmMath>() {
+            p.push(ParamProblem::new("math", e).hint("`f32`, `tf32` or `bf16`"));
+        }
         if let Err(e) = self.model.mode.parse::<Mode>() {
             p.push(ParamProblem::new("model.mode", e.to_string()));
         }
@@ -259,6 +265,9 @@ pub struct EvalArgs {
     /// cpu or cuda:N.
     #[arg(long)]
     pub device: Option<String>,
+    /// Matrix-product arithmetic on CUDA: f32, tf32 or bf16.
+    #[arg(long)]
+    pub math: Option<String>,
     /// Frames per video to preprocess (uniformly spaced).
     #[arg(long)]
     pub frames: Option<usize>,
@@ -293,6 +302,7 @@ fn has_overrides(a: &EvalArgs) -> bool {
         || a.model_config.is_some()
         || a.mode.is_some()
         || a.device.is_some()
+        || a.math.is_some()
         || a.frames.is_some()
         || a.synthetic
         || a.flip_test
@@ -336,6 +346,7 @@ fn load_job(args: &EvalArgs) -> anyhow::Result<pipeline::LoadedJob<EvalSpec>> {
                 seed: default_seed(),
                 output: o.display().to_string(),
                 device: default_device(),
+                math: String::new(),
                 weights: abs(w).display().to_string(),
                 manifest: abs(m).display().to_string(),
                 dataset: None,
@@ -382,6 +393,9 @@ fn load_job(args: &EvalArgs) -> anyhow::Result<pipeline::LoadedJob<EvalSpec>> {
     }
     if let Some(d) = &args.device {
         spec.device = d.clone();
+    }
+    if let Some(m) = &args.math {
+        spec.math = m.clone();
     }
     if let Some(f) = args.frames {
         spec.preprocess.frames = f;
@@ -873,7 +887,8 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<i32> {
         config: spec.model.config.as_ref().map(|c| job.resolve(c)),
         mode,
     };
-    let mut scorer = Scorer::load(&source, device)?;
+    let math: kernels::cuda::GemmMath = spec.math.parse().map_err(anyhow::Error::msg)?;
+    let mut scorer = Scorer::load(&source, device, math)?;
     let cfg = *scorer.config();
     if cfg.num_frames != spec.eval.clip_frames {
         bail!(
@@ -1037,6 +1052,7 @@ pub fn run(args: EvalArgs, quiet: bool) -> anyhow::Result<i32> {
             "model": model_cfg,
             "mode": spec.model.mode,
             "device": device.to_string(),
+            "math": math.name(),
         },
     });
     pipeline::atomic_file::write_atomic(
