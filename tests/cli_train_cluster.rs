@@ -12,18 +12,10 @@ use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use support::train::{steps, tensors, train, trajectory};
-use support::{bin, ok};
+use support::{bin, free_port, ok};
 
 fn spec(dir: &Path, extra: &str) -> PathBuf {
     support::train::spec(dir, "cli-train-cluster", 2, extra)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn hostfile(dir: &Path) -> PathBuf {

@@ -9,15 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
-use support::bin;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{bin, free_port};
 
 /// A spec over an empty store folder: valid, but nothing to train on.
 fn spec(dir: &Path, device: &str) -> PathBuf {

@@ -107,17 +107,19 @@ pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A hostfile of `n` free ports on 127.0.0.1 (one line per process).
 pub fn hostfile(dir: &Path, n: usize) -> PathBuf {
     let ports: Vec<String> = (0..n)
-        .map(|_| {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            format!("127.0.0.1:{port}\n")
-        })
+        .map(|_| format!("127.0.0.1:{}\n", free_port()))
         .collect();
     let p = dir.join(format!("hosts-{n}-{}", ports[0].trim()));
     std::fs::write(&p, ports.concat()).unwrap();

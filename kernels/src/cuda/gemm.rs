@@ -65,6 +65,15 @@ pub struct GemmShape {
     pub trans_b: bool,
 }
 
+/// cuBLAS's transpose flag.
+fn cublas_op(transpose: bool) -> cublasOperation_t {
+    if transpose {
+        cublasOperation_t::CUBLAS_OP_T
+    } else {
+        cublasOperation_t::CUBLAS_OP_N
+    }
+}
+
 fn dim(op: &'static str, name: &str, v: usize) -> Result<i32, CudaError> {
     i32::try_from(v).map_err(|_| CudaError::shape(op, format!("{name} = {v} exceeds i32")))
 }
@@ -219,13 +228,6 @@ impl CudaBackend {
             GemmMath::F32 => cublasComputeType_t::CUBLAS_COMPUTE_32F,
             GemmMath::Tf32 | GemmMath::Bf16 => cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32,
         };
-        let op = |t: bool| {
-            if t {
-                cublasOperation_t::CUBLAS_OP_T
-            } else {
-                cublasOperation_t::CUBLAS_OP_N
-            }
-        };
         let (arr, _gp) = ptrs.device_ptr(&self.stream);
         let (a_arr, b_arr, c_arr) = (arr, arr + 8 * batch as u64, arr + 16 * batch as u64);
         let f32t = cudaDataType_t::CUDA_R_32F;
@@ -235,8 +237,8 @@ impl CudaBackend {
         unsafe {
             cudarc::cublas::sys::cublasGemmBatchedEx(
                 *self.blas.handle(),
-                op(trans_b),
-                op(trans_a),
+                cublas_op(trans_b),
+                cublas_op(trans_a),
                 ni,
                 mi,
                 ki,
@@ -318,13 +320,6 @@ impl CudaBackend {
         }
         let (mi, ni, ki) = (dim(OP, "m", m)?, dim(OP, "n", n)?, dim(OP, "k", k)?);
         let bi = dim(OP, "batch", batch)?;
-        let op = |t: bool| {
-            if t {
-                cublasOperation_t::CUBLAS_OP_T
-            } else {
-                cublasOperation_t::CUBLAS_OP_N
-            }
-        };
         let lda = if trans_b { ki } else { ni };
         let ldb = if trans_a { mi } else { ki };
         let compute = match (T::DATA_TYPE, math) {
@@ -343,8 +338,8 @@ impl CudaBackend {
             if batch == 1 {
                 cudarc::cublas::result::gemm_ex(
                     *self.blas.handle(),
-                    op(trans_b),
-                    op(trans_a),
+                    cublas_op(trans_b),
+                    cublas_op(trans_a),
                     ni,
                     mi,
                     ki,
@@ -365,8 +360,8 @@ impl CudaBackend {
             } else {
                 cudarc::cublas::result::gemm_strided_batched_ex(
                     *self.blas.handle(),
-                    op(trans_b),
-                    op(trans_a),
+                    cublas_op(trans_b),
+                    cublas_op(trans_a),
                     ni,
                     mi,
                     ki,
