@@ -4,12 +4,15 @@
 use std::path::PathBuf;
 
 use crate::align::{rgb_to_gray, BoxAdapter, GrayImage, PredictScratch, ShapePredictor};
-use crate::crop::{crop_face, CropError, CropParams};
+use crate::crop::{crop_face, CropError, CropParams, CropRegion, FaceCrop};
 use crate::decode::{DecodeError, DecodeOptions, DecodeReport, FrameSelection, VideoDecoder};
-use crate::detect::{DetectError, Face, FaceDetector, FaceTracker, TrackParams, TrackStats};
+use crate::detect::{
+    Between, DetectError, Face, FaceDetector, FaceTracker, TrackParams, TrackStats,
+};
 use crate::lossless::{self, CodecError, ImageCodec};
 use crate::rgb::RgbView;
 use crate::shard::{FrameCrop, ShardError, ShardWriter, VideoMeta};
+use crate::thumbnail::Thumbnail;
 
 /// Dense landmarks on a face crop (the align stage plugs in here).
 pub trait Landmarker {
@@ -17,6 +20,13 @@ pub trait Landmarker {
     /// (`[x0, y0, x1, y1]`).
     fn landmarks(&mut self, crop: RgbView<'_>, face_box: [f32; 4])
         -> Result<Vec<[f32; 2]>, String>;
+
+    /// The detector-framed box (`[x0, y0, x1, y1]`, same pixels as `landmarks`) that these
+    /// landmarks imply, for following the face between detections; `None` when this
+    /// landmarker cannot tell (the chain then holds the previous box).
+    fn face_box(&self, _landmarks: &[[f32; 2]]) -> Option<[f32; 4]> {
+        None
+    }
 }
 
 /// Settings of the whole chain.
@@ -79,10 +89,64 @@ pub enum PreprocessError {
     NoFace { path: PathBuf, frames: u64 },
 }
 
-fn face_in_crop(face: &Face, region: &crate::crop::CropRegion, p: &CropParams) -> [f32; 4] {
+/// The face box in crop pixels (`[x0, y0, x1, y1]`).
+pub fn face_in_crop(face: &Face, region: &CropRegion, p: &CropParams) -> [f32; 4] {
     let a = region.to_crop([face.x0, face.y0], p);
     let b = region.to_crop([face.x1, face.y1], p);
     [a[0], a[1], b[0], b[1]]
+}
+
+/// A chain step's error before the video id is attached.
+enum StepError {
+    Crop(CropError),
+    Landmarks(String),
+}
+
+impl StepError {
+    fn for_video(self, video: String) -> PreprocessError {
+        match self {
+            StepError::Crop(source) => PreprocessError::Crop { video, source },
+            StepError::Landmarks(reason) => PreprocessError::Landmarks { video, reason },
+        }
+    }
+}
+
+/// Crops `face` and, with a landmarker, finds its landmarks in the crop; `None` when the
+/// face's crop region is empty.
+fn crop_and_landmarks(
+    frame: RgbView<'_>,
+    face: &Face,
+    cfg: &PreprocessConfig,
+    landmarker: Option<&mut (dyn Landmarker + '_)>,
+) -> Result<Option<(FaceCrop, Vec<[f32; 2]>)>, StepError> {
+    let Some(crop) = crop_face(frame, face, &cfg.crop).map_err(StepError::Crop)? else {
+        return Ok(None);
+    };
+    let landmarks = match landmarker {
+        Some(l) => l
+            .landmarks(
+                crop.image.view(),
+                face_in_crop(face, &crop.region, &cfg.crop),
+            )
+            .map_err(StepError::Landmarks)?,
+        None => Vec::new(),
+    };
+    Ok(Some((crop, landmarks)))
+}
+
+/// A box in crop pixels back in frame pixels, as the face to follow into the next frame (it
+/// keeps the score of the detection it descends from).
+fn face_in_frame(b: [f32; 4], region: &CropRegion, p: &CropParams, from: &Face) -> Face {
+    let a = region.to_frame([b[0], b[1]], p);
+    let c = region.to_frame([b[2], b[3]], p);
+    Face {
+        x0: a[0],
+        y0: a[1],
+        x1: c[0],
+        y1: c[1],
+        score: from.score,
+        landmarks5: None,
+    }
 }
 
 /// Runs the chain on one video and appends it to `writer`. On error nothing of the video is
@@ -102,41 +166,74 @@ pub fn preprocess_video(
     let mut failure: Option<PreprocessError> = None;
     writer.begin_video(&item.video_id)?;
     let vid = || item.video_id.clone();
+    let follow = cfg.track.between == Between::Landmarks;
+    let mut prev_thumb: Option<Thumbnail> = None;
     let report = dec.decode(cfg.selection, |frame| {
         let step = (|| -> Result<(), PreprocessError> {
-            let chosen =
-                tracker
-                    .next(detector, frame.view())
-                    .map_err(|source| PreprocessError::Detect {
-                        video: vid(),
-                        source,
-                    })?;
-            let Some(face) = chosen.face else {
+            let detect_err = |source| PreprocessError::Detect {
+                video: vid(),
+                source,
+            };
+            let chosen = tracker.next(detector, frame.view()).map_err(detect_err)?;
+            let Some(mut face) = chosen.face else {
                 no_face.push(frame.index);
+                prev_thumb = None;
                 return Ok(());
             };
-            let Some(crop) = crop_face(frame.view(), &face, &cfg.crop).map_err(|source| {
-                PreprocessError::Crop {
-                    video: vid(),
-                    source,
+            let mut crop = crop_and_landmarks(frame.view(), &face, cfg, landmarker.as_deref_mut())
+                .map_err(|e| e.for_video(vid()))?;
+            // Under landmark following, check the followed face against its own landmarks
+            // and detect again at once when it looks lost.
+            let mut implied = None;
+            if let (true, Some((c, lm)), Some(l)) = (follow, &crop, landmarker.as_deref()) {
+                implied = l
+                    .face_box(lm)
+                    .map(|b| face_in_frame(b, &c.region, &cfg.crop, &face));
+                let thumb = Thumbnail::of(c.image.view());
+                if !chosen.detected {
+                    let diff = match (&prev_thumb, &thumb) {
+                        (Some(p), Some(t)) => Some(p.diff(t)),
+                        _ => None,
+                    };
+                    let lost = match &implied {
+                        Some(refit) => cfg.track.lost.is_lost(&face, refit, diff),
+                        None => false,
+                    };
+                    if lost {
+                        tracker.mark_lost();
+                        let again = tracker
+                            .detect_now(detector, frame.view())
+                            .map_err(detect_err)?;
+                        let Some(f) = again.face else {
+                            no_face.push(frame.index);
+                            prev_thumb = None;
+                            return Ok(());
+                        };
+                        face = f;
+                        crop =
+                            crop_and_landmarks(frame.view(), &face, cfg, landmarker.as_deref_mut())
+                                .map_err(|e| e.for_video(vid()))?;
+                        implied = match (&crop, landmarker.as_deref()) {
+                            (Some((c, lm)), Some(l)) => l
+                                .face_box(lm)
+                                .map(|b| face_in_frame(b, &c.region, &cfg.crop, &face)),
+                            _ => None,
+                        };
+                    }
                 }
-            })?
-            else {
+                prev_thumb = match &crop {
+                    Some((c, _)) => Thumbnail::of(c.image.view()),
+                    None => None,
+                };
+            }
+            let Some((crop, landmarks)) = crop else {
                 no_face.push(frame.index);
+                prev_thumb = None;
                 return Ok(());
             };
-            let landmarks = match landmarker.as_deref_mut() {
-                Some(l) => l
-                    .landmarks(
-                        crop.image.view(),
-                        face_in_crop(&face, &crop.region, &cfg.crop),
-                    )
-                    .map_err(|reason| PreprocessError::Landmarks {
-                        video: vid(),
-                        reason,
-                    })?,
-                None => Vec::new(),
-            };
+            if let Some(next) = implied {
+                tracker.follow(next);
+            }
             let image = lossless::encode(&crop.image, cfg.codec).map_err(|source| {
                 PreprocessError::Codec {
                     video: vid(),
@@ -250,5 +347,30 @@ impl Landmarker for DlibLandmarker {
         self.predictor
             .predict_into(&img, rect, &mut self.scratch, &mut self.out);
         Ok(self.out.clone())
+    }
+
+    /// The 68 points of dlib's layout (the first 68 of an 81-point model) → the dlib box
+    /// they come from ([`BoxAdapter::LANDMARKS_TO_DLIB`]) → the detector's framing (the
+    /// inverse of this landmarker's adapter). Models with fewer points cannot follow.
+    fn face_box(&self, landmarks: &[[f32; 2]]) -> Option<[f32; 4]> {
+        let pts = landmarks.get(..68)?;
+        let mut lo = [f64::INFINITY; 2];
+        let mut hi = [f64::NEG_INFINITY; 2];
+        for p in pts {
+            for k in 0..2 {
+                lo[k] = lo[k].min(p[k] as f64);
+                hi[k] = hi[k].max(p[k] as f64);
+            }
+        }
+        if !(lo[0] < hi[0] && lo[1] < hi[1]) {
+            return None;
+        }
+        let dlib =
+            BoxAdapter::LANDMARKS_TO_DLIB.map_xywh([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]]);
+        let [x, y, w, h] = self.adapter.inverse().map_xywh(dlib);
+        [x, y, x + w, y + h]
+            .iter()
+            .all(|v| v.is_finite())
+            .then_some([x as f32, y as f32, (x + w) as f32, (y + h) as f32])
     }
 }

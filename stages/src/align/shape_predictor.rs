@@ -7,6 +7,7 @@ use thiserror::Error;
 
 use super::dlib_format::{DlibReader, FormatError};
 use super::image::GrayImage;
+use super::leaf_table::LeafTable;
 use super::rect::DlibRect;
 use super::similarity::similarity_linear;
 
@@ -50,8 +51,8 @@ struct Cascade {
     deltas: Vec<[f32; 2]>,
     trees: Vec<TreeSpan>,
     splits: Vec<Split>,
-    /// All leaves of all trees, each `2 * num_parts` floats, contiguous.
-    leaf_values: Vec<f32>,
+    /// Where this level's leaves start in [`ShapePredictor::leaves`], in floats.
+    leaf_offset: usize,
 }
 
 /// A loaded dlib shape predictor. Immutable and `Sync`: share one across threads and
@@ -62,6 +63,8 @@ pub struct ShapePredictor {
     /// Mean shape in the unit-box frame, `[x0, y0, x1, y1, …]`.
     initial_shape: Vec<f32>,
     cascades: Vec<Cascade>,
+    /// All leaves of all trees of all levels, each `2 * num_parts` floats, contiguous.
+    leaves: LeafTable,
 }
 
 /// Per-thread working memory, so prediction allocates nothing after the first call.
@@ -119,11 +122,14 @@ impl ShapePredictor {
         // forests: vector<vector<regression_tree>>
         let num_cascades = r.read_len(1, "forests").map_err(fmt)?;
         let mut cascades = Vec::with_capacity(num_cascades);
+        // dlib writes each float as two variable-length integers of at least one byte, so
+        // the file holds at most len / 2 floats: room for every leaf without reallocating.
+        let mut leaves = LeafTable::with_capacity(bytes.len() / 2);
         for c in 0..num_cascades {
             let num_trees = r.read_len(2, "forest").map_err(fmt)?;
             let mut trees = Vec::with_capacity(num_trees);
             let mut splits = Vec::new();
-            let mut leaf_values = Vec::new();
+            let leaf_offset = leaves.len();
             let mut num_leaves_total = 0usize;
             for t in 0..num_trees {
                 let ns = r.read_len(3, "splits").map_err(fmt)?;
@@ -156,7 +162,7 @@ impl ShapePredictor {
                             2 * num_parts
                         )));
                     }
-                    leaf_values.extend_from_slice(&v);
+                    leaves.extend_from_slice(&v);
                 }
                 let too_big = |_| invalid(format!("cascade {c}: too many nodes"));
                 trees.push(TreeSpan {
@@ -171,7 +177,7 @@ impl ShapePredictor {
                 deltas: Vec::new(),
                 trees,
                 splits,
-                leaf_values,
+                leaf_offset,
             });
         }
 
@@ -239,6 +245,7 @@ impl ShapePredictor {
             num_parts,
             initial_shape,
             cascades,
+            leaves,
         })
     }
 
@@ -306,9 +313,10 @@ impl ShapePredictor {
                 tree.leaf_start + (i - splits.len()) as u32
             }));
             let stride = 2 * self.num_parts;
+            let table = &self.leaves.as_slice()[cascade.leaf_offset..];
             let leaf = |k: usize| {
                 let l = leaves[k] as usize;
-                &cascade.leaf_values[l * stride..(l + 1) * stride]
+                &table[l * stride..(l + 1) * stride]
             };
             for k in 0..leaves.len().min(PREFETCH_AHEAD) {
                 prefetch(leaf(k));

@@ -1,0 +1,269 @@
+//! Block bit-packing of small signed bytes: the entropy stage of the `med_pack` crop codec.
+//!
+//! Prediction residuals of natural images are mostly a few units from zero. Each byte is
+//! zigzag-mapped (0, −1, 1, −2, … → 0, 1, 2, 3, …) and every block of 8 is stored in `b`
+//! bytes, `b` being the bit width of the block's largest value (8 values × `b` bits). The widths
+//! go first, two 4-bit widths per byte. It is an order of magnitude faster than zstd on this
+//! data (one `pext`/`pdep` per block with BMI2) for ~15% larger output; see docs/benchmarks.md.
+//!
+//! Layout for `n` input bytes (`m = ceil(n / 8)` blocks, the last block zero-padded):
+//! `ceil(m / 2)` width bytes (block `2k` in the low nibble of byte `k`), then the packed blocks.
+
+/// Why packed data could not be unpacked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnpackError {
+    #[error("packed data is {got} bytes, expected {expected} for {n} values")]
+    Length {
+        got: usize,
+        expected: usize,
+        n: usize,
+    },
+    #[error("block {block} has bit width {width} (at most 8)")]
+    Width { block: usize, width: u8 },
+}
+
+const LOW_BITS: [u64; 9] = {
+    let mut t = [0u64; 9];
+    let mut b = 1;
+    while b <= 8 {
+        t[b] = ((1u64 << b) - 1) * 0x0101_0101_0101_0101;
+        b += 1;
+    }
+    t
+};
+
+/// Per byte: `(x << 1) ^ (x < 0 ? 0xff : 0)` for the 8 bytes of `x` read as `i8`.
+#[inline]
+fn zigzag8(x: u64) -> u64 {
+    let sign = ((x >> 7) & 0x0101_0101_0101_0101) * 0xff;
+    ((x << 1) & 0xfefe_fefe_fefe_fefe) ^ sign
+}
+
+#[inline]
+fn unzigzag8(z: u64) -> u64 {
+    let sign = (z & 0x0101_0101_0101_0101) * 0xff;
+    ((z >> 1) & 0x7f7f_7f7f_7f7f_7f7f) ^ sign
+}
+
+/// Bit width of the largest of the 8 bytes.
+#[inline]
+fn width8(z: u64) -> usize {
+    let mut o = z | (z >> 32);
+    o |= o >> 16;
+    o |= o >> 8;
+    8 - (o as u8).leading_zeros() as usize
+}
+
+/// Portable `pext(z, LOW_BITS[b])`: the low `b` bits of each byte, concatenated.
+#[inline]
+fn gather(z: u64, b: usize) -> u64 {
+    let m = (1u64 << b) - 1;
+    let mut v = 0;
+    for j in 0..8 {
+        v |= ((z >> (8 * j)) & m) << (b * j);
+    }
+    v
+}
+
+/// Portable `pdep(v, LOW_BITS[b])`.
+#[inline]
+fn scatter(v: u64, b: usize) -> u64 {
+    let m = (1u64 << b) - 1;
+    let mut z = 0;
+    for j in 0..8 {
+        z |= ((v >> (b * j)) & m) << (8 * j);
+    }
+    z
+}
+
+fn block(data: &[u8], k: usize) -> u64 {
+    match data.get(8 * k..8 * k + 8) {
+        Some(s) => u64::from_le_bytes(s.try_into().expect("8 bytes")),
+        None => {
+            let mut b = [0u8; 8];
+            let s = &data[8 * k..];
+            b[..s.len()].copy_from_slice(s);
+            u64::from_le_bytes(b)
+        }
+    }
+}
+
+/// Packs `data` (bytes read as `i8`). `use_bmi2` picks the instruction path; both give the
+/// same bytes.
+fn pack_with(data: &[u8], use_bmi2: bool) -> Vec<u8> {
+    let m = data.len().div_ceil(8);
+    let head = m.div_ceil(2);
+    // Worst case 8 bytes per block, plus 8 bytes of slack for whole-word stores.
+    let mut out = vec![0u8; head + 8 * m + 8];
+    let mut pos = head;
+    for k in 0..m {
+        let z = zigzag8(block(data, k));
+        let b = width8(z);
+        out[k / 2] |= (b as u8) << (4 * (k % 2));
+        if b == 0 {
+            continue;
+        }
+        let v = if use_bmi2 {
+            // SAFETY: only called with use_bmi2 when the CPU has BMI2 (see `pack`).
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                pext(z, LOW_BITS[b])
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            gather(z, b)
+        } else {
+            gather(z, b)
+        };
+        out[pos..pos + 8].copy_from_slice(&v.to_le_bytes());
+        pos += b;
+    }
+    out.truncate(pos);
+    out
+}
+
+fn unpack_with(packed: &[u8], n: usize, use_bmi2: bool) -> Result<Vec<u8>, UnpackError> {
+    let m = n.div_ceil(8);
+    let head = m.div_ceil(2);
+    if packed.len() < head {
+        return Err(UnpackError::Length {
+            got: packed.len(),
+            expected: head,
+            n,
+        });
+    }
+    let width = |k: usize| (packed[k / 2] >> (4 * (k % 2))) & 0xf;
+    let mut expected = head;
+    for k in 0..m {
+        let w = width(k);
+        if w > 8 {
+            return Err(UnpackError::Width { block: k, width: w });
+        }
+        expected += w as usize;
+    }
+    if packed.len() != expected {
+        return Err(UnpackError::Length {
+            got: packed.len(),
+            expected,
+            n,
+        });
+    }
+    let mut out = vec![0u8; 8 * m];
+    let mut pos = head;
+    for k in 0..m {
+        let b = width(k) as usize;
+        if b == 0 {
+            // zigzag(0) = 0: the block is already zero.
+            continue;
+        }
+        let v = block(&packed[pos..], 0) & (u64::MAX >> (64 - 8 * b));
+        let z = if use_bmi2 {
+            // SAFETY: only called with use_bmi2 when the CPU has BMI2 (see `unpack`).
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                pdep(v, LOW_BITS[b])
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            scatter(v, b)
+        } else {
+            scatter(v, b)
+        };
+        out[8 * k..8 * k + 8].copy_from_slice(&unzigzag8(z).to_le_bytes());
+        pos += b;
+    }
+    out.truncate(n);
+    Ok(out)
+}
+
+fn has_bmi2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("bmi2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Packs `data` (each byte read as `i8`).
+pub fn pack(data: &[u8]) -> Vec<u8> {
+    pack_with(data, has_bmi2())
+}
+
+/// Unpacks `n` bytes; any length or width inconsistency is an error.
+pub fn unpack(packed: &[u8], n: usize) -> Result<Vec<u8>, UnpackError> {
+    unpack_with(packed, n, has_bmi2())
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "bmi2")]
+fn pext(v: u64, m: u64) -> u64 {
+    std::arch::x86_64::_pext_u64(v, m)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "bmi2")]
+fn pdep(v: u64, m: u64) -> u64 {
+    std::arch::x86_64::_pdep_u64(v, m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(n: usize, seed: u64) -> Vec<u8> {
+        // Mostly small residuals with occasional large ones, like an image's.
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let r = (s >> 33) as u32;
+                if r % 17 == 0 {
+                    (r >> 8) as u8
+                } else {
+                    ((r >> 8) % 7) as u8 ^ if r & 1 == 1 { 0xff } else { 0 }
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn zigzag_matches_its_definition() {
+        for x in 0..=255u8 {
+            let word = u64::from_le_bytes([x; 8]);
+            let want = ((x as i8 as i16) << 1 ^ ((x as i8 as i16) >> 7)) as u8;
+            assert_eq!(zigzag8(word), u64::from_le_bytes([want; 8]), "{x}");
+            assert_eq!(unzigzag8(zigzag8(word)), word);
+        }
+    }
+
+    #[test]
+    fn round_trips_every_length_and_both_paths_agree() {
+        for n in [0, 1, 7, 8, 9, 15, 16, 17, 1000, 4099] {
+            let d = sample(n, n as u64);
+            let p = pack_with(&d, false);
+            assert_eq!(unpack_with(&p, n, false).unwrap(), d, "n={n}");
+            if has_bmi2() {
+                assert_eq!(pack_with(&d, true), p, "n={n}");
+                assert_eq!(unpack_with(&p, n, true).unwrap(), d, "n={n}");
+            }
+        }
+        // All zeros pack to the widths alone; all −128 need 8 bits.
+        assert_eq!(pack(&[0u8; 64]).len(), 4);
+        assert_eq!(pack(&[0x80u8; 64]).len(), 4 + 64);
+    }
+
+    #[test]
+    fn inconsistent_data_is_an_error() {
+        let d = sample(100, 3);
+        let p = pack(&d);
+        assert!(matches!(
+            unpack(&p[..p.len() - 1], 100),
+            Err(UnpackError::Length { .. })
+        ));
+        assert!(unpack(&p, 120).is_err());
+        let mut bad = p.clone();
+        bad[0] |= 0xf; // width 15
+        assert!(matches!(unpack(&bad, 100), Err(UnpackError::Width { .. })));
+    }
+}
