@@ -1,7 +1,7 @@
 //! The shard store: preprocessed videos as sharded binary files of checksummed bincode records,
 //! an index for random access by video and frame range, and export to the official layout.
 //!
-//! Shard file: `FSSHARD1` magic, u32 version, then records `[u32 len][u32 crc32(payload)]
+//! Shard file: `FSSHARD1` magic, u32 version (2; 1 is still read), then records `[u32 len][u32 crc32(payload)]
 //! [payload]`, payload = bincode 2 of [`Record`], then the footer `FSSHEND1` + u64 record count
 //! (so a cut exactly between records is still detected). A video's frame records come first, then its
 //! [`VideoMeta`] record, which closes it. Shards are written as `*.tmp` and renamed when closed;
@@ -29,7 +29,12 @@ const INDEX_MAGIC: &[u8; 8] = b"FSINDEX1";
 /// length above [`MAX_RECORD`], so it cannot be mistaken for a record.
 const FOOTER_MAGIC: &[u8; 8] = b"FSSHEND1";
 const FOOTER_LEN: usize = 16;
-const VERSION: u32 = 1;
+/// Written into new shards. Version 2 added the `med_pack` crop codec (a new
+/// [`ImageCodec`] variant, so version-1 readers would fail on it with a less clear error);
+/// its records are otherwise laid out as in version 1, which is still read.
+const VERSION: u32 = 2;
+/// Shard versions this reader understands.
+const READABLE_VERSIONS: std::ops::RangeInclusive<u32> = 1..=2;
 const HEADER_LEN: u64 = 12;
 const MAX_RECORD: u32 = 256 << 20;
 pub const INDEX_FILE: &str = "index.bin";
@@ -238,7 +243,7 @@ fn check_header(path: &Path, head: &[u8]) -> Result<(), ShardError> {
         });
     }
     let v = u32::from_le_bytes(head[8..12].try_into().expect("12-byte header"));
-    if v != VERSION {
+    if !READABLE_VERSIONS.contains(&v) {
         return Err(ShardError::Corrupt {
             path: path.to_path_buf(),
             offset: 8,
