@@ -120,18 +120,21 @@ fn parse() -> Args {
     a
 }
 
-/// User + system CPU seconds of this process (all threads), from /proc/self/stat (clock ticks
-/// of 1/100 s): frames per CPU-second is steadier than wall time on a shared machine.
+/// User + system CPU seconds of this process (all threads), from
+/// `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)` (nanosecond resolution; /proc's 10 ms ticks were
+/// too coarse for the sub-second decode-only runs): frames per CPU-second is steadier than
+/// wall time on a shared machine.
 fn cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let rest = &s[s.rfind(')')? + 2..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-            Some(ticks / 100.0)
-        })
-        .unwrap_or(f64::NAN)
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we pass.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return f64::NAN;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 fn peak_rss_mib() -> f64 {

@@ -88,40 +88,33 @@ fn block(data: &[u8], k: usize) -> u64 {
     }
 }
 
-/// Packs `data` (bytes read as `i8`). `use_bmi2` picks the instruction path; both give the
-/// same bytes.
-fn pack_with(data: &[u8], use_bmi2: bool) -> Vec<u8> {
+/// The packing loop with `gather` as the bit-gathering step (inlined into each caller so
+/// that the BMI2 version compiles `pext` in place).
+#[inline(always)]
+fn pack_body(data: &[u8], gather: impl Fn(u64, usize) -> u64) -> Vec<u8> {
     let m = data.len().div_ceil(8);
     let head = m.div_ceil(2);
     // Worst case 8 bytes per block, plus 8 bytes of slack for whole-word stores.
     let mut out = vec![0u8; head + 8 * m + 8];
-    let mut pos = head;
+    let (widths, body) = out.split_at_mut(head);
+    let mut pos = 0;
     for k in 0..m {
         let z = zigzag8(block(data, k));
         let b = width8(z);
-        out[k / 2] |= (b as u8) << (4 * (k % 2));
-        if b == 0 {
-            continue;
-        }
-        let v = if use_bmi2 {
-            // SAFETY: only called with use_bmi2 when the CPU has BMI2 (see `pack`).
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                pext(z, LOW_BITS[b])
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            gather(z, b)
-        } else {
-            gather(z, b)
-        };
-        out[pos..pos + 8].copy_from_slice(&v.to_le_bytes());
+        widths[k / 2] |= (b as u8) << (4 * (k % 2));
+        body[pos..pos + 8].copy_from_slice(&gather(z, b).to_le_bytes());
         pos += b;
     }
-    out.truncate(pos);
+    out.truncate(head + pos);
     out
 }
 
-fn unpack_with(packed: &[u8], n: usize, use_bmi2: bool) -> Result<Vec<u8>, UnpackError> {
+#[inline(always)]
+fn unpack_body(
+    packed: &[u8],
+    n: usize,
+    scatter: impl Fn(u64, usize) -> u64,
+) -> Result<Vec<u8>, UnpackError> {
     let m = n.div_ceil(8);
     let head = m.div_ceil(2);
     if packed.len() < head {
@@ -147,31 +140,57 @@ fn unpack_with(packed: &[u8], n: usize, use_bmi2: bool) -> Result<Vec<u8>, Unpac
             n,
         });
     }
+    // Whole-word loads need 8 readable bytes at every block start.
+    let mut body = packed[head..].to_vec();
+    body.extend_from_slice(&[0u8; 8]);
     let mut out = vec![0u8; 8 * m];
-    let mut pos = head;
-    for k in 0..m {
+    let mut pos = 0;
+    for (k, o) in out.chunks_exact_mut(8).enumerate() {
         let b = width(k) as usize;
-        if b == 0 {
-            // zigzag(0) = 0: the block is already zero.
-            continue;
-        }
-        let v = block(&packed[pos..], 0) & (u64::MAX >> (64 - 8 * b));
-        let z = if use_bmi2 {
-            // SAFETY: only called with use_bmi2 when the CPU has BMI2 (see `unpack`).
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                pdep(v, LOW_BITS[b])
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            scatter(v, b)
-        } else {
-            scatter(v, b)
-        };
-        out[8 * k..8 * k + 8].copy_from_slice(&unzigzag8(z).to_le_bytes());
+        // The bytes past this block's `b` are the next block's: `scatter` uses only the low
+        // 8·b bits.
+        let word = u64::from_le_bytes(body[pos..pos + 8].try_into().expect("8 bytes"));
+        o.copy_from_slice(&unzigzag8(scatter(word, b)).to_le_bytes());
         pos += b;
     }
     out.truncate(n);
     Ok(out)
+}
+
+/// Packs `data` (bytes read as `i8`). `use_bmi2` picks the instruction path; both give the
+/// same bytes.
+fn pack_with(data: &[u8], use_bmi2: bool) -> Vec<u8> {
+    #[cfg(target_arch = "x86_64")]
+    if use_bmi2 {
+        // SAFETY: callers pass use_bmi2 only when the CPU has BMI2 (see `has_bmi2`).
+        return unsafe { pack_bmi2(data) };
+    }
+    let _ = use_bmi2;
+    pack_body(data, gather)
+}
+
+fn unpack_with(packed: &[u8], n: usize, use_bmi2: bool) -> Result<Vec<u8>, UnpackError> {
+    #[cfg(target_arch = "x86_64")]
+    if use_bmi2 {
+        // SAFETY: callers pass use_bmi2 only when the CPU has BMI2 (see `has_bmi2`).
+        return unsafe { unpack_bmi2(packed, n) };
+    }
+    let _ = use_bmi2;
+    unpack_body(packed, n, scatter)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "bmi2")]
+fn pack_bmi2(data: &[u8]) -> Vec<u8> {
+    pack_body(data, |z, b| std::arch::x86_64::_pext_u64(z, LOW_BITS[b]))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "bmi2")]
+fn unpack_bmi2(packed: &[u8], n: usize) -> Result<Vec<u8>, UnpackError> {
+    unpack_body(packed, n, |v, b| {
+        std::arch::x86_64::_pdep_u64(v, LOW_BITS[b])
+    })
 }
 
 fn has_bmi2() -> bool {
@@ -191,18 +210,6 @@ pub fn pack(data: &[u8]) -> Vec<u8> {
 /// Unpacks `n` bytes; any length or width inconsistency is an error.
 pub fn unpack(packed: &[u8], n: usize) -> Result<Vec<u8>, UnpackError> {
     unpack_with(packed, n, has_bmi2())
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "bmi2")]
-fn pext(v: u64, m: u64) -> u64 {
-    std::arch::x86_64::_pext_u64(v, m)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "bmi2")]
-fn pdep(v: u64, m: u64) -> u64 {
-    std::arch::x86_64::_pdep_u64(v, m)
 }
 
 #[cfg(test)]

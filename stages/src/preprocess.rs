@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::align::{rgb_to_gray, BoxAdapter, GrayImage, PredictScratch, ShapePredictor};
+use crate::align::{BoxAdapter, GrayImage, PredictScratch, ShapePredictor};
 use crate::crop::{crop_face, CropError, CropParams, CropRegion, FaceCrop};
 use crate::decode::{DecodeError, DecodeOptions, DecodeReport, FrameSelection, VideoDecoder};
 use crate::detect::{
@@ -315,7 +315,6 @@ pub struct DlibLandmarker {
     predictor: ShapePredictor,
     adapter: BoxAdapter,
     scratch: PredictScratch,
-    gray: Vec<u8>,
     out: Vec<[f32; 2]>,
 }
 
@@ -327,7 +326,6 @@ impl DlibLandmarker {
             predictor,
             adapter,
             scratch: PredictScratch::new(),
-            gray: Vec::new(),
             out: Vec::new(),
         }
     }
@@ -340,8 +338,7 @@ impl Landmarker for DlibLandmarker {
         face_box: [f32; 4],
     ) -> Result<Vec<[f32; 2]>, String> {
         let (w, h) = (crop.width as usize, crop.height as usize);
-        rgb_to_gray(crop.data, w, h, &mut self.gray).map_err(|e| e.to_string())?;
-        let img = GrayImage::packed(&self.gray, w, h).map_err(|e| e.to_string())?;
+        let img = GrayImage::from_rgb(crop.data, w, h).map_err(|e| e.to_string())?;
         let [x0, y0, x1, y1] = face_box.map(f64::from);
         let rect = self.adapter.apply(x0, y0, x1 - x0, y1 - y0);
         self.predictor

@@ -9,7 +9,7 @@
 
 /// An append-only `f32` table, filled once while a model loads.
 #[derive(Debug, Clone, Default)]
-pub struct LeafTable {
+pub(crate) struct LeafTable {
     values: Vec<f32>,
 }
 
@@ -24,10 +24,6 @@ impl LeafTable {
 
     pub fn len(&self) -> usize {
         self.values.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
     }
 
     pub fn extend_from_slice(&mut self, v: &[f32]) {
