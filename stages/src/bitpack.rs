@@ -89,24 +89,38 @@ fn block(data: &[u8], k: usize) -> u64 {
 }
 
 /// The packing loop with `gather` as the bit-gathering step (inlined into each caller so
-/// that the BMI2 version compiles `pext` in place).
+/// that the BMI2 version compiles `pext` in place). Packs into `buf` (grown if needed, its old
+/// contents overwritten) and returns the packed length.
 #[inline(always)]
-fn pack_body(data: &[u8], gather: impl Fn(u64, usize) -> u64) -> Vec<u8> {
+fn pack_body(data: &[u8], buf: &mut Vec<u8>, gather: impl Fn(u64, usize) -> u64) -> usize {
     let m = data.len().div_ceil(8);
     let head = m.div_ceil(2);
-    // Worst case 8 bytes per block, plus 8 bytes of slack for whole-word stores.
-    let mut out = vec![0u8; head + 8 * m + 8];
-    let (widths, body) = out.split_at_mut(head);
+    // Worst case 8 bytes per block, plus 8 bytes of slack for whole-word stores. A reused
+    // buffer needs no clearing past the widths: every body byte kept is written first.
+    let need = head + 8 * m + 8;
+    if buf.len() < need {
+        buf.resize(need, 0);
+    }
+    let (widths, body) = buf.split_at_mut(head);
+    widths.fill(0);
     let mut pos = 0;
-    for k in 0..m {
+    let mut k = 0;
+    for c in data.chunks_exact(8) {
+        let z = zigzag8(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        let b = width8(z);
+        widths[k / 2] |= (b as u8) << (4 * (k % 2));
+        body[pos..pos + 8].copy_from_slice(&gather(z, b).to_le_bytes());
+        pos += b;
+        k += 1;
+    }
+    if k < m {
         let z = zigzag8(block(data, k));
         let b = width8(z);
         widths[k / 2] |= (b as u8) << (4 * (k % 2));
         body[pos..pos + 8].copy_from_slice(&gather(z, b).to_le_bytes());
         pos += b;
     }
-    out.truncate(head + pos);
-    out
+    head + pos
 }
 
 #[inline(always)]
@@ -157,16 +171,16 @@ fn unpack_body(
     Ok(out)
 }
 
-/// Packs `data` (bytes read as `i8`). `use_bmi2` picks the instruction path; both give the
-/// same bytes.
-fn pack_with(data: &[u8], use_bmi2: bool) -> Vec<u8> {
+/// Packs `data` (bytes read as `i8`) into `buf`, returning the length. `use_bmi2` picks the
+/// instruction path; both give the same bytes.
+fn pack_with(data: &[u8], buf: &mut Vec<u8>, use_bmi2: bool) -> usize {
     #[cfg(target_arch = "x86_64")]
     if use_bmi2 {
         // SAFETY: callers pass use_bmi2 only when the CPU has BMI2 (see `has_bmi2`).
-        return unsafe { pack_bmi2(data) };
+        return unsafe { pack_bmi2(data, buf) };
     }
     let _ = use_bmi2;
-    pack_body(data, gather)
+    pack_body(data, buf, gather)
 }
 
 fn unpack_with(packed: &[u8], n: usize, use_bmi2: bool) -> Result<Vec<u8>, UnpackError> {
@@ -181,8 +195,10 @@ fn unpack_with(packed: &[u8], n: usize, use_bmi2: bool) -> Result<Vec<u8>, Unpac
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "bmi2")]
-fn pack_bmi2(data: &[u8]) -> Vec<u8> {
-    pack_body(data, |z, b| std::arch::x86_64::_pext_u64(z, LOW_BITS[b]))
+fn pack_bmi2(data: &[u8], buf: &mut Vec<u8>) -> usize {
+    pack_body(data, buf, |z, b| {
+        std::arch::x86_64::_pext_u64(z, LOW_BITS[b])
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -204,7 +220,16 @@ fn has_bmi2() -> bool {
 
 /// Packs `data` (each byte read as `i8`).
 pub fn pack(data: &[u8]) -> Vec<u8> {
-    pack_with(data, has_bmi2())
+    let mut buf = Vec::new();
+    let n = pack_into(data, &mut buf);
+    buf.truncate(n);
+    buf
+}
+
+/// Packs `data` into the first bytes of `buf`, reusing its allocation (it may be left longer
+/// than the returned packed length).
+pub fn pack_into(data: &[u8], buf: &mut Vec<u8>) -> usize {
+    pack_with(data, buf, has_bmi2())
 }
 
 /// Unpacks `n` bytes; any length or width inconsistency is an error.
@@ -248,10 +273,15 @@ mod tests {
     fn round_trips_every_length_and_both_paths_agree() {
         for n in [0, 1, 7, 8, 9, 15, 16, 17, 1000, 4099] {
             let d = sample(n, n as u64);
-            let p = pack_with(&d, false);
+            let mut buf = Vec::new();
+            let len = pack_with(&d, &mut buf, false);
+            let p = buf[..len].to_vec();
             assert_eq!(unpack_with(&p, n, false).unwrap(), d, "n={n}");
             if has_bmi2() {
-                assert_eq!(pack_with(&d, true), p, "n={n}");
+                // A dirty reused buffer gives the same bytes.
+                let mut dirty = vec![0xa5u8; 2 * len + 64];
+                let l2 = pack_with(&d, &mut dirty, true);
+                assert_eq!(&dirty[..l2], &p[..], "n={n}");
                 assert_eq!(unpack_with(&p, n, true).unwrap(), d, "n={n}");
             }
         }

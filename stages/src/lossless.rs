@@ -40,7 +40,44 @@ pub struct EncodedImage {
     pub codec: ImageCodec,
     pub width: u32,
     pub height: u32,
+    #[serde(with = "byte_buf")]
     pub bytes: Vec<u8>,
+}
+
+/// Serde for a byte vector as one byte string instead of a sequence of `u8`s: the same bytes
+/// under bincode (length, then the bytes), without a serializer call per byte, which cost
+/// as much as encoding the crop. Deserialization accepts both forms.
+mod byte_buf {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 24));
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,10 +100,16 @@ fn med(a: u8, b: u8, c: u8) -> u8 {
 /// byte runs (the left neighbour of byte `i` is byte `i − 3`), which keeps the inner loop
 /// branch-light.
 fn med_forward(px: &[u8], w: usize, h: usize) -> Vec<u8> {
-    let row = w * 3;
     let mut out = vec![0u8; px.len()];
+    med_forward_into(px, w, h, &mut out);
+    out
+}
+
+/// [`med_forward`] into `out` (`px.len()` bytes, every one overwritten).
+fn med_forward_into(px: &[u8], w: usize, h: usize, out: &mut [u8]) {
+    let row = w * 3;
     if row == 0 {
-        return out;
+        return;
     }
     for y in 0..h {
         let cur = &px[y * row..(y + 1) * row];
@@ -97,7 +140,6 @@ fn med_forward(px: &[u8], w: usize, h: usize) -> Vec<u8> {
             p[2] = p[2].wrapping_sub(p[1]);
         }
     }
-    out
 }
 
 fn med_inverse(res: &[u8], w: usize, h: usize) -> Vec<u8> {
@@ -133,6 +175,12 @@ fn med_inverse(res: &[u8], w: usize, h: usize) -> Vec<u8> {
     px
 }
 
+thread_local! {
+    /// Residual and packing buffers of the `med_pack` encoder, reused across crops.
+    static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
 /// Encodes `img` with `codec`.
 pub fn encode(img: &RgbImage, codec: ImageCodec) -> Result<EncodedImage, CodecError> {
     let (w, h) = (img.width as usize, img.height as usize);
@@ -142,12 +190,16 @@ pub fn encode(img: &RgbImage, codec: ImageCodec) -> Result<EncodedImage, CodecEr
             let res = med_forward(&img.data, w, h);
             zstd::bulk::compress(&res, zstd_level).map_err(|e| CodecError::Encode(e.to_string()))?
         }
-        ImageCodec::MedPack => {
-            let res = med_forward(&img.data, w, h);
-            let mut out = crc32fast::hash(&img.data).to_le_bytes().to_vec();
-            out.extend_from_slice(&bitpack::pack(&res));
+        ImageCodec::MedPack => SCRATCH.with_borrow_mut(|(res, packed)| {
+            // Per-thread buffers: no fresh (zeroed, page-faulted) megabytes per crop.
+            res.resize(img.data.len(), 0);
+            med_forward_into(&img.data, w, h, res);
+            let n = bitpack::pack_into(res, packed);
+            let mut out = Vec::with_capacity(4 + n);
+            out.extend_from_slice(&crc32fast::hash(&img.data).to_le_bytes());
+            out.extend_from_slice(&packed[..n]);
             out
-        }
+        }),
         ImageCodec::Png => {
             let cv = |e: opencv::Error| CodecError::Encode(e.to_string());
             // OpenCV writes its 3-channel Mats as BGR; swap so the PNG holds true RGB.
@@ -230,4 +282,47 @@ pub fn decode(enc: &EncodedImage) -> Result<RgbImage, CodecError> {
 pub fn write_png(img: &RgbImage, path: &std::path::Path) -> Result<(), CodecError> {
     let enc = encode(img, ImageCodec::Png)?;
     crate::shard::write_atomic(path, &enc.bytes).map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The record layout of shard versions 1 and 2: `bytes` as a plain `Vec<u8>`.
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct PlainVec {
+        codec: ImageCodec,
+        width: u32,
+        height: u32,
+        bytes: Vec<u8>,
+    }
+
+    #[test]
+    fn byte_string_serialization_is_the_plain_vec_layout() {
+        let cfg = bincode::config::standard();
+        for n in [0usize, 1, 127, 128, 300, 70_000] {
+            let bytes: Vec<u8> = (0..n).map(|i| (i * 31 % 256) as u8).collect();
+            let enc = EncodedImage {
+                codec: ImageCodec::MedPack,
+                width: 3,
+                height: 5,
+                bytes: bytes.clone(),
+            };
+            let plain = PlainVec {
+                codec: ImageCodec::MedPack,
+                width: 3,
+                height: 5,
+                bytes,
+            };
+            let a = bincode::serde::encode_to_vec(&enc, cfg).unwrap();
+            let b = bincode::serde::encode_to_vec(&plain, cfg).unwrap();
+            assert_eq!(a, b, "n={n}");
+            let (back, _): (EncodedImage, usize) =
+                bincode::serde::decode_from_slice(&b, cfg).unwrap();
+            assert_eq!(back, enc);
+            // Self-describing formats (JSON) still round-trip.
+            let j = serde_json::to_string(&enc).unwrap();
+            assert_eq!(serde_json::from_str::<EncodedImage>(&j).unwrap(), enc);
+        }
+    }
 }
