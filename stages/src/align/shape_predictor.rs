@@ -312,23 +312,8 @@ impl ShapePredictor {
                 }
                 tree.leaf_start + (i - splits.len()) as u32
             }));
-            let stride = 2 * self.num_parts;
             let table = &self.leaves.as_slice()[cascade.leaf_offset..];
-            let leaf = |k: usize| {
-                let l = leaves[k] as usize;
-                &table[l * stride..(l + 1) * stride]
-            };
-            for k in 0..leaves.len().min(PREFETCH_AHEAD) {
-                prefetch(leaf(k));
-            }
-            for k in 0..leaves.len() {
-                if k + PREFETCH_AHEAD < leaves.len() {
-                    prefetch(leaf(k + PREFETCH_AHEAD));
-                }
-                for (s, v) in shape.iter_mut().zip(leaf(k)) {
-                    *s += *v;
-                }
-            }
+            add_leaves(shape, table, leaves);
         }
     }
 
@@ -404,6 +389,46 @@ impl UnitToImage {
     #[inline]
     fn apply(&self, x: f32, y: f32) -> (f64, f64) {
         (self.sx * x as f64 + self.ox, self.sy * y as f64 + self.oy)
+    }
+}
+
+/// Adds the leaves `leaves` of `table` (each `shape.len()` floats) to `shape`, in order
+/// (dlib's order, so the float sums are identical), with AVX2 where the CPU has it: the
+/// same IEEE additions element by element, 8 at a time instead of 4.
+fn add_leaves(shape: &mut [f32], table: &[f32], leaves: &[u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { add_leaves_avx2(shape, table, leaves) };
+    }
+    add_leaves_body(shape, table, leaves)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn add_leaves_avx2(shape: &mut [f32], table: &[f32], leaves: &[u32]) {
+    add_leaves_body(shape, table, leaves)
+}
+
+#[inline(always)]
+fn add_leaves_body(shape: &mut [f32], table: &[f32], leaves: &[u32]) {
+    let stride = shape.len();
+    let leaf = |k: usize| {
+        let l = leaves[k] as usize;
+        &table[l * stride..(l + 1) * stride]
+    };
+    // The leaf tables are far larger than the caches and this loop is bound by memory
+    // latency: knowing every leaf up front lets us prefetch them.
+    for k in 0..leaves.len().min(PREFETCH_AHEAD) {
+        prefetch(leaf(k));
+    }
+    for k in 0..leaves.len() {
+        if k + PREFETCH_AHEAD < leaves.len() {
+            prefetch(leaf(k + PREFETCH_AHEAD));
+        }
+        for (s, v) in shape.iter_mut().zip(leaf(k)) {
+            *s += *v;
+        }
     }
 }
 
