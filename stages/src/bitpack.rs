@@ -102,23 +102,35 @@ fn pack_body(data: &[u8], buf: &mut Vec<u8>, gather: impl Fn(u64, usize) -> u64)
         buf.resize(need, 0);
     }
     let (widths, body) = buf.split_at_mut(head);
-    widths.fill(0);
     let mut pos = 0;
-    let mut k = 0;
-    for c in data.chunks_exact(8) {
-        let z = zigzag8(u64::from_le_bytes(c.try_into().expect("8 bytes")));
-        let b = width8(z);
-        widths[k / 2] |= (b as u8) << (4 * (k % 2));
+    let mut put = |z: u64, b: usize| {
         body[pos..pos + 8].copy_from_slice(&gather(z, b).to_le_bytes());
         pos += b;
-        k += 1;
+    };
+    // Two blocks per width byte, so each width byte is written once.
+    let pairs = data.chunks_exact(16);
+    let tail = pairs.remainder();
+    for (w, c) in widths.iter_mut().zip(pairs) {
+        let z0 = zigzag8(u64::from_le_bytes(c[..8].try_into().expect("8 bytes")));
+        let z1 = zigzag8(u64::from_le_bytes(c[8..].try_into().expect("8 bytes")));
+        let (b0, b1) = (width8(z0), width8(z1));
+        *w = (b0 | b1 << 4) as u8;
+        put(z0, b0);
+        put(z1, b1);
     }
-    if k < m {
-        let z = zigzag8(block(data, k));
-        let b = width8(z);
-        widths[k / 2] |= (b as u8) << (4 * (k % 2));
-        body[pos..pos + 8].copy_from_slice(&gather(z, b).to_le_bytes());
-        pos += b;
+    let k = data.len() / 16 * 2;
+    if !tail.is_empty() {
+        let z0 = zigzag8(block(tail, 0));
+        let b0 = width8(z0);
+        put(z0, b0);
+        let mut w = b0;
+        if tail.len() > 8 {
+            let z1 = zigzag8(block(tail, 1));
+            let b1 = width8(z1);
+            put(z1, b1);
+            w |= b1 << 4;
+        }
+        widths[k / 2] = w as u8;
     }
     head + pos
 }

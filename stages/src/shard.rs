@@ -184,20 +184,26 @@ fn shard_name(id: u32) -> String {
     format!("shard-{id:05}.fsh")
 }
 
-/// Frames `[u32 len][u32 crc][payload]` for one record.
+/// Frames `[u32 len][u32 crc][payload]` for one record. The payload is encoded straight
+/// after the header into a buffer sized for the crop, so the image bytes are copied once.
 fn frame_record(rec: &Record) -> Result<Vec<u8>, ShardError> {
-    let payload = bincode::serde::encode_to_vec(rec, bincode_config())
+    let hint = match rec {
+        Record::Frame { crop, .. } => crop.image.bytes.len() + 64 * crop.landmarks.len() + 1024,
+        Record::Video(_) => 1024,
+    };
+    let mut out = Vec::with_capacity(8 + hint);
+    out.extend_from_slice(&[0u8; 8]);
+    bincode::serde::encode_into_std_write(rec, &mut out, bincode_config())
         .map_err(|e| ShardError::Encode(e.to_string()))?;
-    if payload.len() as u64 > MAX_RECORD as u64 {
+    let len = out.len() - 8;
+    if len as u64 > MAX_RECORD as u64 {
         return Err(ShardError::Encode(format!(
-            "record of {} bytes exceeds the {MAX_RECORD} byte limit",
-            payload.len()
+            "record of {len} bytes exceeds the {MAX_RECORD} byte limit"
         )));
     }
-    let mut out = Vec::with_capacity(payload.len() + 8);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
+    let crc = crc32fast::hash(&out[8..]);
+    out[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
     Ok(out)
 }
 
