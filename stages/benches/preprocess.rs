@@ -3,11 +3,14 @@
 //! has the driver commands.
 //!
 //! cargo bench -p stages --bench preprocess -- --mode full --workers 1 --repeat 1 [--select first:256]
-//!   [--detect-every 16] [--between hold|refine] [--min-face-frac 0.2] [--codec med|png|raw]
+//!   [--detect-every 256] [--between landmarks|hold|refine] [--min-face-frac 0.1]
+//!   [--codec med_pack|med[:LEVEL]|png|raw] [--landmarks dlib|none]
 //!
-//! Modes: `decode` (decode + RGB of the selected frames: the floor), `detect` (+ face
-//! detection/tracking), `full` (+ crop, 68-point landmarks with the Rust dlib predictor of the
-//! align stage on each crop (`--landmarks none` skips them), encode, shard write).
+//! Defaults are the settings of specs/preprocess-ffpp-c23-train.toml. Modes: `decode` (decode +
+//! RGB of the selected frames: the floor), `detect` (+ face detection, box held between
+//! detections), `full` (+ crop, 68-point landmarks with the Rust dlib predictor of the align
+//! stage on each crop, following the face with them between detections, encode, shard write),
+//! `codec` (per-item costs on real face crops).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,11 +48,12 @@ fn parse() -> Args {
         mode: "full".into(),
         workers: 1,
         repeat: 1,
+        // The settings of specs/preprocess-ffpp-c23-train.toml.
         select: FrameSelection::FirstN(256),
-        detect_every: 16,
-        between: Between::Hold,
-        min_face_frac: 0.2,
-        codec: ImageCodec::Med { zstd_level: 1 },
+        detect_every: 256,
+        between: Between::Landmarks,
+        min_face_frac: 0.1,
+        codec: ImageCodec::MedPack,
         landmarks: true,
         videos: Vec::new(),
     };
@@ -83,7 +87,7 @@ fn parse() -> Args {
                     "med_pack" => ImageCodec::MedPack,
                     "png" => ImageCodec::Png,
                     "raw" => ImageCodec::Raw,
-                    _ => panic!("--codec med|png|raw"),
+                    _ => panic!("--codec med_pack|med[:LEVEL]|png|raw"),
                 }
             }
             "--select" => {

@@ -102,7 +102,7 @@ impl Default for TrackParams {
             policy: FacePolicy::Tracked,
             detect_every: 1,
             min_iou: 0.3,
-            between: Between::Refine,
+            between: Between::Landmarks,
             lost: LostRule::default(),
         }
     }
