@@ -262,7 +262,7 @@ mod tests {
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
                 let r = (s >> 33) as u32;
-                if r % 17 == 0 {
+                if r.is_multiple_of(17) {
                     (r >> 8) as u8
                 } else {
                     ((r >> 8) % 7) as u8 ^ if r & 1 == 1 { 0xff } else { 0 }

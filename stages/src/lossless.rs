@@ -14,7 +14,9 @@ use crate::bitpack;
 use crate::rgb::RgbImage;
 
 /// How the pixels of a stored crop are encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ImageCodec {
     /// Tightly packed RGB bytes.
@@ -24,14 +26,9 @@ pub enum ImageCodec {
     /// Median-edge prediction + green decorrelation + zstd at the given level.
     Med { zstd_level: i32 },
     /// Median-edge prediction + green decorrelation + block bit-packing; the payload starts
-    /// with the CRC-32 of the RGB pixels, checked on decode.
+    /// with the CRC-32 of the RGB pixels, checked on decode. The default.
+    #[default]
     MedPack,
-}
-
-impl Default for ImageCodec {
-    fn default() -> Self {
-        ImageCodec::MedPack
-    }
 }
 
 /// An encoded RGB image.

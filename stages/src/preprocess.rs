@@ -111,6 +111,9 @@ impl StepError {
     }
 }
 
+/// A face crop and its landmarks in crop pixels (empty without a landmarker).
+type CropWithLandmarks = (FaceCrop, Vec<[f32; 2]>);
+
 /// Crops `face` and, with a landmarker, finds its landmarks in the crop; `None` when the
 /// face's crop region is empty.
 fn crop_and_landmarks(
@@ -118,7 +121,7 @@ fn crop_and_landmarks(
     face: &Face,
     cfg: &PreprocessConfig,
     landmarker: Option<&mut (dyn Landmarker + '_)>,
-) -> Result<Option<(FaceCrop, Vec<[f32; 2]>)>, StepError> {
+) -> Result<Option<CropWithLandmarks>, StepError> {
     let Some(crop) = crop_face(frame, face, &cfg.crop).map_err(StepError::Crop)? else {
         return Ok(None);
     };

@@ -147,6 +147,7 @@ fn a_scene_cut_forces_redetection_on_the_cut_frame() {
     );
     let detected = run_chain(&spliced, &dir.join("d"), "cut", sel, 1, Between::Hold);
     assert_eq!(tracked.frames_stored, 100);
+    assert_eq!(detected.frames_stored, 100);
     assert_eq!(tracked.track.full_detections, 2, "{:?}", tracked.track);
     assert_eq!(tracked.track.lost, 1, "{:?}", tracked.track);
     let t = read_back(&dir.join("t"), "cut");

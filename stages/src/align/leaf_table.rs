@@ -18,7 +18,7 @@ impl LeafTable {
     /// ever touched, so a generous upper bound costs address space, not memory.
     pub fn with_capacity(capacity: usize) -> Self {
         let values = Vec::with_capacity(capacity);
-        advise_huge_pages(&values, capacity);
+        advise_huge_pages(values.as_ptr(), capacity);
         Self { values }
     }
 
@@ -39,9 +39,9 @@ impl LeafTable {
 /// huge pages, so the pages faulted in while filling it are huge. A hint only: any failure
 /// leaves ordinary pages.
 #[cfg(target_os = "linux")]
-fn advise_huge_pages(v: &Vec<f32>, len: usize) {
+fn advise_huge_pages(start: *const f32, len: usize) {
     const HUGE: usize = 2 << 20;
-    let start = v.as_ptr() as usize;
+    let start = start as usize;
     let end = start + len * std::mem::size_of::<f32>();
     let lo = start.next_multiple_of(HUGE);
     let hi = end / HUGE * HUGE;
@@ -56,4 +56,4 @@ fn advise_huge_pages(v: &Vec<f32>, len: usize) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise_huge_pages(_: &Vec<f32>, _: usize) {}
+fn advise_huge_pages(_: *const f32, _: usize) {}

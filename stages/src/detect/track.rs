@@ -73,11 +73,12 @@ impl LostRule {
         if !finite || refit.area() <= 0.0 || predicted.area() <= 0.0 {
             return true;
         }
-        // `!(a >= b)` so that NaN counts as lost.
-        if !(refit.iou(predicted) >= self.min_iou) {
+        // NaN counts as lost.
+        let iou = refit.iou(predicted);
+        if iou.is_nan() || iou < self.min_iou {
             return true;
         }
-        thumb_diff.is_some_and(|d| !(d <= self.max_thumb_diff))
+        thumb_diff.is_some_and(|d| d.is_nan() || d > self.max_thumb_diff)
     }
 }
 
