@@ -165,6 +165,7 @@ fn codec_micro(a: &Args) {
     .expect("run scripts/setup-preprocess.sh");
     let cp = stages::crop::CropParams::default();
     let mut crops = Vec::new();
+    let mut crop_us = Vec::new();
     for v in &a.videos {
         let (frames, _) = VideoDecoder::open(v)
             .unwrap()
@@ -176,6 +177,11 @@ fn codec_micro(a: &Args) {
             .max_by(|x, y| x.area().total_cmp(&y.area()))
             .copied()
             .expect("a face in the first frame");
+        let t = Instant::now();
+        for f in &frames {
+            std::hint::black_box(stages::crop::crop_face(f.view(), &face, &cp).unwrap());
+        }
+        crop_us.push(t.elapsed().as_secs_f64() * 1e6 / frames.len() as f64);
         for f in &frames {
             let c = stages::crop::crop_face(f.view(), &face, &cp)
                 .unwrap()
@@ -215,7 +221,15 @@ fn codec_micro(a: &Args) {
             std::hint::black_box(stages::bitpack::pack(&img.data));
         }
     });
-    println!("{{\"crc32_us\":{tc:.0},\"bitpack_us\":{tp:.0}}}");
+    let tt = best_of(&mut || {
+        for (img, _) in &crops {
+            std::hint::black_box(stages::thumbnail::Thumbnail::of(img.view()));
+        }
+    });
+    println!(
+        "{{\"crop_us\":{:.0},\"thumbnail_us\":{tt:.1},\"crc32_us\":{tc:.0},\"bitpack_us\":{tp:.0}}}",
+        crop_us.iter().fold(f64::INFINITY, |a, &b| a.min(b))
+    );
     for codec in [
         ImageCodec::Raw,
         ImageCodec::Med { zstd_level: 1 },
@@ -243,10 +257,10 @@ fn codec_micro(a: &Args) {
 
 fn main() {
     let a = parse();
+    set_opencv_threads(1);
     if a.mode == "codec" {
         return codec_micro(&a);
     }
-    set_opencv_threads(1);
     let model_dir = stages::detect::default_model_dir().join("mtcnn");
     let jobs: Vec<(usize, PathBuf)> = (0..a.repeat)
         .flat_map(|r| a.videos.iter().cloned().map(move |p| (r, p)))

@@ -110,17 +110,44 @@ impl<'a> GrayImage<'a> {
     /// Pixel at `(x, y)`, or `None` outside the image (dlib reads 0 there).
     #[inline]
     pub fn get(&self, x: i64, y: i64) -> Option<u8> {
-        if x >= 0 && y >= 0 && (x as u64) < self.width as u64 && (y as u64) < self.height as u64 {
-            let i = y as usize * self.stride + x as usize * self.channels;
-            Some(if self.channels == 3 {
-                let p = &self.data[i..i + 3];
-                ((p[0] as u32 + p[1] as u32 + p[2] as u32) / 3) as u8
-            } else {
-                self.data[i]
-            })
+        self.offset(x, y).map(|o| self.at(o))
+    }
+
+    /// Where pixel `(x, y)` starts in the buffer, or `None` outside the image. With
+    /// [`Self::at`] this splits [`Self::get`] so a caller can locate many pixels first and
+    /// have their cache lines loading while it computes the rest.
+    #[inline]
+    pub fn offset(&self, x: i64, y: i64) -> Option<usize> {
+        (x >= 0 && y >= 0 && (x as u64) < self.width as u64 && (y as u64) < self.height as u64)
+            .then(|| y as usize * self.stride + x as usize * self.channels)
+    }
+
+    /// The gray value of the pixel at `offset` (from [`Self::offset`]).
+    #[inline]
+    pub fn at(&self, offset: usize) -> u8 {
+        if self.channels == 3 {
+            let p = &self.data[offset..offset + 3];
+            ((p[0] as u32 + p[1] as u32 + p[2] as u32) / 3) as u8
         } else {
-            None
+            self.data[offset]
         }
+    }
+
+    /// Hints the CPU to load the pixel at `offset` (from [`Self::offset`]).
+    #[inline]
+    pub fn prefetch(&self, offset: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(p) = self.data.get(offset) {
+            // SAFETY: prefetching is only a hint and never faults; the address is inside
+            // `data`. SSE is baseline on x86_64.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    (p as *const u8).cast(),
+                )
+            };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = offset;
     }
 }
 
