@@ -125,21 +125,33 @@ fn med_forward_body(px: &[u8], w: usize, h: usize, out: &mut [u8]) {
     if row == 0 {
         return;
     }
+    // One row of plain residuals, then the green decorrelation from it into `out` as a
+    // byte-wise select (R takes its right neighbour, B its left one, G nothing), which
+    // vectorises where a stride-3 loop over pixels does not.
+    let mut r = vec![0u8; row];
+    let lane = |k: usize| -> u8 {
+        if k % 3 == 0 {
+            0xff
+        } else {
+            0
+        }
+    };
+    let mask_r: Vec<u8> = (0..row).map(lane).collect();
+    let mask_b: Vec<u8> = (0..row).map(|k| lane(k + 1)).collect();
     for y in 0..h {
         let cur = &px[y * row..(y + 1) * row];
-        let o = &mut out[y * row..(y + 1) * row];
         if y == 0 {
-            o[..3].copy_from_slice(&cur[..3]);
-            for ((o, &c), &l) in o[3..].iter_mut().zip(&cur[3..]).zip(&cur[..row - 3]) {
+            r[..3].copy_from_slice(&cur[..3]);
+            for ((o, &c), &l) in r[3..].iter_mut().zip(&cur[3..]).zip(&cur[..row - 3]) {
                 *o = c.wrapping_sub(l);
             }
         } else {
             let up = &px[(y - 1) * row..y * row];
             for i in 0..3 {
-                o[i] = cur[i].wrapping_sub(up[i]);
+                r[i] = cur[i].wrapping_sub(up[i]);
             }
             // Zipped slices (no index bounds checks) so the loop vectorises.
-            for ((((o, &c), &l), &u), &ul) in o[3..]
+            for ((((o, &c), &l), &u), &ul) in r[3..]
                 .iter_mut()
                 .zip(&cur[3..])
                 .zip(&cur[..row - 3])
@@ -149,9 +161,18 @@ fn med_forward_body(px: &[u8], w: usize, h: usize, out: &mut [u8]) {
                 *o = c.wrapping_sub(med(l, u, ul));
             }
         }
-        for p in o.chunks_exact_mut(3) {
-            p[0] = p[0].wrapping_sub(p[1]);
-            p[2] = p[2].wrapping_sub(p[1]);
+        let o = &mut out[y * row..(y + 1) * row];
+        o[0] = r[0].wrapping_sub(r[1]);
+        o[row - 1] = r[row - 1].wrapping_sub(r[row - 2]);
+        for (((((o, &x), &next), &prev), &mr), &mb) in o[1..row - 1]
+            .iter_mut()
+            .zip(&r[1..row - 1])
+            .zip(&r[2..])
+            .zip(&r[..row - 2])
+            .zip(&mask_r[1..row - 1])
+            .zip(&mask_b[1..row - 1])
+        {
+            *o = x.wrapping_sub((next & mr) | (prev & mb));
         }
     }
 }
