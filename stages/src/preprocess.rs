@@ -152,6 +152,19 @@ fn face_in_frame(b: [f32; 4], region: &CropRegion, p: &CropParams, from: &Face) 
     }
 }
 
+/// The face that `crop`'s landmarks imply, in frame pixels: where a face followed from
+/// `face` is expected next. `None` without a crop or when the landmarker cannot tell.
+fn implied_face(
+    landmarker: Option<&(dyn Landmarker + '_)>,
+    crop: Option<&CropWithLandmarks>,
+    face: &Face,
+    p: &CropParams,
+) -> Option<Face> {
+    let (c, lm) = crop?;
+    let b = landmarker?.face_box(lm)?;
+    Some(face_in_frame(b, &c.region, p, face))
+}
+
 /// Runs the chain on one video and appends it to `writer`. On error nothing of the video is
 /// indexed.
 pub fn preprocess_video(
@@ -169,7 +182,8 @@ pub fn preprocess_video(
     let mut failure: Option<PreprocessError> = None;
     writer.begin_video(&item.video_id)?;
     let vid = || item.video_id.clone();
-    let follow = cfg.track.between == Between::Landmarks;
+    // Landmark following needs a landmarker; without one `Landmarks` holds the box.
+    let following = cfg.track.between == Between::Landmarks && landmarker.is_some();
     let mut prev_thumb: Option<Thumbnail> = None;
     let report = dec.decode(cfg.selection, |frame| {
         let step = (|| -> Result<(), PreprocessError> {
@@ -185,57 +199,50 @@ pub fn preprocess_video(
             };
             let mut crop = crop_and_landmarks(frame.view(), &face, cfg, landmarker.as_deref_mut())
                 .map_err(|e| e.for_video(vid()))?;
-            // Under landmark following, check the followed face against its own landmarks
-            // and detect again at once when it looks lost.
-            let mut implied = None;
-            if let (true, Some((c, lm)), Some(l)) = (follow, &crop, landmarker.as_deref()) {
-                implied = l
-                    .face_box(lm)
-                    .map(|b| face_in_frame(b, &c.region, &cfg.crop, &face));
-                let thumb = Thumbnail::of(c.image.view());
-                if !chosen.detected {
-                    let diff = match (&prev_thumb, &thumb) {
-                        (Some(p), Some(t)) => Some(p.diff(t)),
-                        _ => None,
-                    };
-                    let lost = match &implied {
-                        Some(refit) => cfg.track.lost.is_lost(&face, refit, diff),
-                        None => false,
-                    };
-                    if lost {
-                        tracker.mark_lost();
-                        let again = tracker
-                            .detect_now(detector, frame.view())
-                            .map_err(detect_err)?;
-                        let Some(f) = again.face else {
-                            no_face.push(frame.index);
-                            prev_thumb = None;
-                            return Ok(());
-                        };
-                        face = f;
-                        crop =
-                            crop_and_landmarks(frame.view(), &face, cfg, landmarker.as_deref_mut())
-                                .map_err(|e| e.for_video(vid()))?;
-                        implied = match (&crop, landmarker.as_deref()) {
-                            (Some((c, lm)), Some(l)) => l
-                                .face_box(lm)
-                                .map(|b| face_in_frame(b, &c.region, &cfg.crop, &face)),
-                            _ => None,
-                        };
+            let mut implied = following
+                .then(|| implied_face(landmarker.as_deref(), crop.as_ref(), &face, &cfg.crop))
+                .flatten();
+            // A followed face is checked against its own landmarks and the previous crop, and
+            // the frame detected again at once when it looks lost (or left the frame).
+            if following && !chosen.detected {
+                let lost = match (&crop, &implied) {
+                    (None, _) => true,
+                    (Some((c, _)), Some(refit)) => {
+                        let diff = prev_thumb
+                            .as_ref()
+                            .zip(Thumbnail::of(c.image.view()))
+                            .map(|(p, t)| p.diff(&t));
+                        cfg.track.lost.is_lost(&face, refit, diff)
                     }
-                }
-                prev_thumb = match &crop {
-                    Some((c, _)) => Thumbnail::of(c.image.view()),
-                    None => None,
+                    // This landmarker cannot imply a box: the box is held.
+                    (Some(_), None) => false,
                 };
+                if lost {
+                    tracker.mark_lost();
+                    let again = tracker
+                        .detect_now(detector, frame.view())
+                        .map_err(detect_err)?;
+                    let Some(f) = again.face else {
+                        no_face.push(frame.index);
+                        prev_thumb = None;
+                        return Ok(());
+                    };
+                    face = f;
+                    crop = crop_and_landmarks(frame.view(), &face, cfg, landmarker.as_deref_mut())
+                        .map_err(|e| e.for_video(vid()))?;
+                    implied = implied_face(landmarker.as_deref(), crop.as_ref(), &face, &cfg.crop);
+                }
             }
             let Some((crop, landmarks)) = crop else {
                 no_face.push(frame.index);
                 prev_thumb = None;
                 return Ok(());
             };
-            if let Some(next) = implied {
-                tracker.follow(next);
+            if following {
+                prev_thumb = Thumbnail::of(crop.image.view());
+                if let Some(next) = implied {
+                    tracker.follow(next);
+                }
             }
             let image = lossless::encode(&crop.image, cfg.codec).map_err(|source| {
                 PreprocessError::Codec {
