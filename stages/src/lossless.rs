@@ -130,7 +130,7 @@ fn med_forward_body(px: &[u8], w: usize, h: usize, out: &mut [u8]) {
     // vectorises where a stride-3 loop over pixels does not.
     let mut r = vec![0u8; row];
     let lane = |k: usize| -> u8 {
-        if k % 3 == 0 {
+        if k.is_multiple_of(3) {
             0xff
         } else {
             0
