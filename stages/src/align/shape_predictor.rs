@@ -316,7 +316,9 @@ impl ShapePredictor {
             // Knowing the leaves up front lets us prefetch them: the leaf tables are far
             // larger than the caches and this loop is bound by memory latency.
             leaves.clear();
-            leaves.extend(cascade.trees.iter().map(|tree| {
+            // Trees four at a time: each descent is a short chain of dependent loads, and
+            // four independent chains keep the core busy while each waits.
+            let descend = |tree: &TreeSpan| {
                 let splits = &cascade.splits
                     [tree.split_start as usize..(tree.split_start + tree.num_splits) as usize];
                 let mut i = 0usize;
@@ -328,7 +330,19 @@ impl ShapePredictor {
                     i = 2 * i + 2 - left as usize;
                 }
                 tree.leaf_start + (i - splits.len()) as u32
-            }));
+            };
+            let quads = cascade.trees.chunks_exact(4);
+            let rest = quads.remainder();
+            for q in quads {
+                let (a, b, c, d) = (
+                    descend(&q[0]),
+                    descend(&q[1]),
+                    descend(&q[2]),
+                    descend(&q[3]),
+                );
+                leaves.extend_from_slice(&[a, b, c, d]);
+            }
+            leaves.extend(rest.iter().map(descend));
             let table = &self.leaves.as_slice()[cascade.leaf_offset..];
             add_leaves(shape, table, leaves);
         }
