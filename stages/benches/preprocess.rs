@@ -3,11 +3,14 @@
 //! has the driver commands.
 //!
 //! cargo bench -p stages --bench preprocess -- --mode full --workers 1 --repeat 1 [--select first:256]
-//!   [--detect-every 16] [--between hold|refine] [--min-face-frac 0.2] [--codec med|png|raw]
+//!   [--detect-every 256] [--between landmarks|hold|refine] [--min-face-frac 0.1]
+//!   [--codec med_pack|med[:LEVEL]|png|raw] [--landmarks dlib|none]
 //!
-//! Modes: `decode` (decode + RGB of the selected frames: the floor), `detect` (+ face
-//! detection/tracking), `full` (+ crop, 68-point landmarks with the Rust dlib predictor of the
-//! align stage on each crop (`--landmarks none` skips them), encode, shard write).
+//! Defaults are the settings of specs/preprocess-ffpp-c23-train.toml. Modes: `decode` (decode +
+//! RGB of the selected frames: the floor), `detect` (+ face detection, box held between
+//! detections), `full` (+ crop, 68-point landmarks with the Rust dlib predictor of the align
+//! stage on each crop, following the face with them between detections, encode, shard write),
+//! `codec` (per-item costs on real face crops).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,11 +48,12 @@ fn parse() -> Args {
         mode: "full".into(),
         workers: 1,
         repeat: 1,
+        // The settings of specs/preprocess-ffpp-c23-train.toml.
         select: FrameSelection::FirstN(256),
-        detect_every: 16,
-        between: Between::Hold,
-        min_face_frac: 0.2,
-        codec: ImageCodec::Med { zstd_level: 1 },
+        detect_every: 256,
+        between: Between::Landmarks,
+        min_face_frac: 0.1,
+        codec: ImageCodec::MedPack,
         landmarks: true,
         videos: Vec::new(),
     };
@@ -70,7 +74,8 @@ fn parse() -> Args {
                 a.between = match v.as_str() {
                     "hold" => Between::Hold,
                     "refine" => Between::Refine,
-                    _ => panic!("--between hold|refine"),
+                    "landmarks" => Between::Landmarks,
+                    _ => panic!("--between hold|refine|landmarks"),
                 }
             }
             "--codec" => {
@@ -79,9 +84,10 @@ fn parse() -> Args {
                     m if m.starts_with("med:") => ImageCodec::Med {
                         zstd_level: m[4..].parse().expect("--codec med:LEVEL"),
                     },
+                    "med_pack" => ImageCodec::MedPack,
                     "png" => ImageCodec::Png,
                     "raw" => ImageCodec::Raw,
-                    _ => panic!("--codec med|png|raw"),
+                    _ => panic!("--codec med_pack|med[:LEVEL]|png|raw"),
                 }
             }
             "--select" => {
@@ -118,18 +124,21 @@ fn parse() -> Args {
     a
 }
 
-/// User + system CPU seconds of this process (all threads), from /proc/self/stat (clock ticks
-/// of 1/100 s): frames per CPU-second is steadier than wall time on a shared machine.
+/// User + system CPU seconds of this process (all threads), from
+/// `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)` (nanosecond resolution; /proc's 10 ms ticks were
+/// too coarse for the sub-second decode-only runs): frames per CPU-second is steadier than
+/// wall time on a shared machine.
 fn cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let rest = &s[s.rfind(')')? + 2..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-            Some(ticks / 100.0)
-        })
-        .unwrap_or(f64::NAN)
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec we pass.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return f64::NAN;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 fn peak_rss_mib() -> f64 {
@@ -144,68 +153,114 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Encode/decode time of one real 256×256 crop per codec (µs), to see what the chain pays.
+/// Per-item costs on real 256×256 face crops (MTCNN box of each video's first frame, held
+/// over its first 64 frames): landmarks and encode/decode per codec, µs per call. Each figure
+/// is the fastest of 5 passes over all crops, which filters out interference from other
+/// processes on a shared machine.
 fn codec_micro(a: &Args) {
-    let (frames, _) = VideoDecoder::open(&a.videos[0])
-        .unwrap()
-        .decode_all(FrameSelection::FirstN(1))
-        .unwrap();
-    let f = &frames[0];
-    let r = stages::crop::CropRegion {
-        x0: 0,
-        y0: 0,
-        x1: f.width as i32,
-        y1: f.height as i32,
+    let mut det = Mtcnn::load(
+        &stages::detect::default_model_dir().join("mtcnn"),
+        MtcnnParams::default(),
+    )
+    .expect("run scripts/setup-preprocess.sh");
+    let cp = stages::crop::CropParams::default();
+    let mut crops = Vec::new();
+    let mut crop_us = Vec::new();
+    for v in &a.videos {
+        let (frames, _) = VideoDecoder::open(v)
+            .unwrap()
+            .decode_all(FrameSelection::FirstN(64))
+            .unwrap();
+        let faces = det.detect(frames[0].view()).unwrap();
+        let face = faces
+            .iter()
+            .max_by(|x, y| x.area().total_cmp(&y.area()))
+            .copied()
+            .expect("a face in the first frame");
+        let t = Instant::now();
+        for f in &frames {
+            std::hint::black_box(stages::crop::crop_face(f.view(), &face, &cp).unwrap());
+        }
+        crop_us.push(t.elapsed().as_secs_f64() * 1e6 / frames.len() as f64);
+        for f in &frames {
+            let c = stages::crop::crop_face(f.view(), &face, &cp)
+                .unwrap()
+                .unwrap();
+            let b = stages::preprocess::face_in_crop(&face, &c.region, &cp);
+            crops.push((c.image, b));
+        }
+    }
+    let best_of = |f: &mut dyn FnMut()| {
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+            / crops.len() as f64
+            * 1e6
     };
-    let img = stages::crop::crop_region(f.view(), r, &Default::default()).unwrap();
     let mut lm = DlibLandmarker::new(
         ShapePredictor::load(PREDICTOR).expect("Debian libdlib-data"),
         MTCNN_TO_DLIB,
     );
-    let n = 200;
-    let t = Instant::now();
-    for _ in 0..n {
-        std::hint::black_box(
-            lm.landmarks(img.view(), [60.0, 50.0, 200.0, 210.0])
-                .unwrap(),
-        );
-    }
+    let t = best_of(&mut || {
+        for (img, b) in &crops {
+            std::hint::black_box(lm.landmarks(img.view(), *b).unwrap());
+        }
+    });
+    println!("{{\"landmarks68_us\":{t:.0},\"crops\":{}}}", crops.len());
+    let tc = best_of(&mut || {
+        for (img, _) in &crops {
+            std::hint::black_box(crc32fast::hash(&img.data));
+        }
+    });
+    let tp = best_of(&mut || {
+        for (img, _) in &crops {
+            std::hint::black_box(stages::bitpack::pack(&img.data));
+        }
+    });
+    let tt = best_of(&mut || {
+        for (img, _) in &crops {
+            std::hint::black_box(stages::thumbnail::Thumbnail::of(img.view()));
+        }
+    });
     println!(
-        "{{\"landmarks68_us\":{:.0}}}",
-        t.elapsed().as_secs_f64() / n as f64 * 1e6
+        "{{\"crop_us\":{:.0},\"thumbnail_us\":{tt:.1},\"crc32_us\":{tc:.0},\"bitpack_us\":{tp:.0}}}",
+        crop_us.iter().fold(f64::INFINITY, |a, &b| a.min(b))
     );
     for codec in [
         ImageCodec::Raw,
         ImageCodec::Med { zstd_level: 1 },
-        ImageCodec::Med { zstd_level: -3 },
+        ImageCodec::MedPack,
         ImageCodec::Png,
     ] {
-        let n = 200;
-        let t = Instant::now();
-        let mut enc = None;
-        for _ in 0..n {
-            enc = Some(stages::lossless::encode(&img, codec).unwrap());
-        }
-        let te = t.elapsed().as_secs_f64() / n as f64 * 1e6;
-        let enc = enc.unwrap();
-        let t = Instant::now();
-        for _ in 0..n {
-            std::hint::black_box(stages::lossless::decode(&enc).unwrap());
-        }
-        let td = t.elapsed().as_secs_f64() / n as f64 * 1e6;
+        let mut enc = Vec::new();
+        let te = best_of(&mut || {
+            enc = crops
+                .iter()
+                .map(|(img, _)| stages::lossless::encode(img, codec).unwrap())
+                .collect();
+        });
+        let td = best_of(&mut || {
+            for e in &enc {
+                std::hint::black_box(stages::lossless::decode(e).unwrap());
+            }
+        });
+        let bytes = enc.iter().map(|e| e.bytes.len()).sum::<usize>() / enc.len();
         println!(
-            "{{\"codec\":\"{codec:?}\",\"encode_us\":{te:.0},\"decode_us\":{td:.0},\"bytes\":{}}}",
-            enc.bytes.len()
+            "{{\"codec\":\"{codec:?}\",\"encode_us\":{te:.0},\"decode_us\":{td:.0},\"bytes\":{bytes}}}"
         );
     }
 }
 
 fn main() {
     let a = parse();
+    set_opencv_threads(1);
     if a.mode == "codec" {
         return codec_micro(&a);
     }
-    set_opencv_threads(1);
     let model_dir = stages::detect::default_model_dir().join("mtcnn");
     let jobs: Vec<(usize, PathBuf)> = (0..a.repeat)
         .flat_map(|r| a.videos.iter().cloned().map(move |p| (r, p)))
@@ -215,6 +270,8 @@ fn main() {
     let next = AtomicUsize::new(0);
     let frames = AtomicUsize::new(0);
     let faces = AtomicUsize::new(0);
+    let detections = AtomicUsize::new(0);
+    let lost = AtomicUsize::new(0);
     let store = std::env::temp_dir().join(format!("fakestormer-bench-{}", std::process::id()));
     let errors = Mutex::new(Vec::<String>::new());
     let track = TrackParams {
@@ -235,6 +292,7 @@ fn main() {
             let (jobs, next, frames, faces, errors, a, store, model_dir, ready) = (
                 &jobs, &next, &frames, &faces, &errors, &a, &store, &model_dir, &ready,
             );
+            let (detections, lost) = (&detections, &lost);
             s.spawn(move || {
                 let mut det =
                     Mtcnn::load(model_dir, mparams).expect("run scripts/setup-preprocess.sh");
@@ -308,6 +366,11 @@ fn main() {
                                         Ordering::Relaxed,
                                     );
                                     faces.fetch_add(o.frames_stored as usize, Ordering::Relaxed);
+                                    detections.fetch_add(
+                                        o.track.full_detections as usize,
+                                        Ordering::Relaxed,
+                                    );
+                                    lost.fetch_add(o.track.lost as usize, Ordering::Relaxed);
                                 }
                                 Err(e) => errors.lock().unwrap().push(e.to_string()),
                             }
@@ -330,7 +393,7 @@ fn main() {
     let n = frames.load(Ordering::Relaxed);
     let f = faces.load(Ordering::Relaxed);
     println!(
-        "{{\"mode\":\"{}\",\"workers\":{},\"repeat\":{},\"videos\":{},\"select\":\"{:?}\",\"detect_every\":{},\"between\":\"{:?}\",\"min_face_frac\":{},\"codec\":\"{:?}\",\"landmarks\":{},\"frames\":{},\"faces\":{},\"seconds\":{:.3},\"fps\":{:.1},\"cpu_s\":{:.2},\"frames_per_cpu_s\":{:.1},\"peak_rss_mib\":{:.1},\"errors\":{:?}}}",
+        "{{\"mode\":\"{}\",\"workers\":{},\"repeat\":{},\"videos\":{},\"select\":\"{:?}\",\"detect_every\":{},\"between\":\"{:?}\",\"min_face_frac\":{},\"codec\":\"{:?}\",\"landmarks\":{},\"frames\":{},\"faces\":{},\"detections\":{},\"lost\":{},\"seconds\":{:.3},\"fps\":{:.1},\"cpu_s\":{:.2},\"frames_per_cpu_s\":{:.1},\"peak_rss_mib\":{:.1},\"errors\":{:?}}}",
         a.mode,
         a.workers,
         a.repeat,
@@ -343,6 +406,8 @@ fn main() {
         a.landmarks,
         n,
         f,
+        detections.load(Ordering::Relaxed),
+        lost.load(Ordering::Relaxed),
         secs,
         n as f64 / secs,
         cpu,

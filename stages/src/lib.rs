@@ -2,6 +2,7 @@
 //! [`catalog`] registers them as stage kinds for specs.
 
 pub mod align;
+pub mod bitpack;
 pub mod catalog;
 pub mod clips;
 pub mod crop;
@@ -15,5 +16,6 @@ pub mod rgb;
 pub mod shard;
 pub mod synth;
 pub mod test_clips;
+pub mod thumbnail;
 
 pub use catalog::register;

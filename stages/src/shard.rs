@@ -1,7 +1,7 @@
 //! The shard store: preprocessed videos as sharded binary files of checksummed bincode records,
 //! an index for random access by video and frame range, and export to the official layout.
 //!
-//! Shard file: `FSSHARD1` magic, u32 version, then records `[u32 len][u32 crc32(payload)]
+//! Shard file: `FSSHARD1` magic, u32 version (2; 1 is still read), then records `[u32 len][u32 crc32(payload)]
 //! [payload]`, payload = bincode 2 of [`Record`], then the footer `FSSHEND1` + u64 record count
 //! (so a cut exactly between records is still detected). A video's frame records come first, then its
 //! [`VideoMeta`] record, which closes it. Shards are written as `*.tmp` and renamed when closed;
@@ -29,7 +29,12 @@ const INDEX_MAGIC: &[u8; 8] = b"FSINDEX1";
 /// length above [`MAX_RECORD`], so it cannot be mistaken for a record.
 const FOOTER_MAGIC: &[u8; 8] = b"FSSHEND1";
 const FOOTER_LEN: usize = 16;
-const VERSION: u32 = 1;
+/// Written into new shards. Version 2 added the `med_pack` crop codec (a new
+/// [`ImageCodec`] variant, so version-1 readers would fail on it with a less clear error);
+/// its records are otherwise laid out as in version 1, which is still read.
+const VERSION: u32 = 2;
+/// Shard versions this reader understands.
+const READABLE_VERSIONS: std::ops::RangeInclusive<u32> = 1..=2;
 const HEADER_LEN: u64 = 12;
 const MAX_RECORD: u32 = 256 << 20;
 pub const INDEX_FILE: &str = "index.bin";
@@ -179,20 +184,26 @@ fn shard_name(id: u32) -> String {
     format!("shard-{id:05}.fsh")
 }
 
-/// Frames `[u32 len][u32 crc][payload]` for one record.
+/// Frames `[u32 len][u32 crc][payload]` for one record. The payload is encoded straight
+/// after the header into a buffer sized for the crop, so the image bytes are copied once.
 fn frame_record(rec: &Record) -> Result<Vec<u8>, ShardError> {
-    let payload = bincode::serde::encode_to_vec(rec, bincode_config())
+    let hint = match rec {
+        Record::Frame { crop, .. } => crop.image.bytes.len() + 64 * crop.landmarks.len() + 1024,
+        Record::Video(_) => 1024,
+    };
+    let mut out = Vec::with_capacity(8 + hint);
+    out.extend_from_slice(&[0u8; 8]);
+    bincode::serde::encode_into_std_write(rec, &mut out, bincode_config())
         .map_err(|e| ShardError::Encode(e.to_string()))?;
-    if payload.len() as u64 > MAX_RECORD as u64 {
+    let len = out.len() - 8;
+    if len as u64 > MAX_RECORD as u64 {
         return Err(ShardError::Encode(format!(
-            "record of {} bytes exceeds the {MAX_RECORD} byte limit",
-            payload.len()
+            "record of {len} bytes exceeds the {MAX_RECORD} byte limit"
         )));
     }
-    let mut out = Vec::with_capacity(payload.len() + 8);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
+    let crc = crc32fast::hash(&out[8..]);
+    out[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
     Ok(out)
 }
 
@@ -238,7 +249,7 @@ fn check_header(path: &Path, head: &[u8]) -> Result<(), ShardError> {
         });
     }
     let v = u32::from_le_bytes(head[8..12].try_into().expect("12-byte header"));
-    if v != VERSION {
+    if !READABLE_VERSIONS.contains(&v) {
         return Err(ShardError::Corrupt {
             path: path.to_path_buf(),
             offset: 8,

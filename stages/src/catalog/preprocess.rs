@@ -18,7 +18,8 @@ use crate::align::{BoxAdapter, ShapePredictor};
 use crate::crop::{CropParams, Interpolation};
 use crate::decode::DecodeOptions;
 use crate::detect::{
-    Between, FaceDetector, FacePolicy, HaarDetector, HaarParams, Mtcnn, MtcnnParams, TrackParams,
+    Between, FaceDetector, FacePolicy, HaarDetector, HaarParams, LostRule, Mtcnn, MtcnnParams,
+    TrackParams,
 };
 use crate::lossless::ImageCodec;
 use crate::preprocess::{
@@ -54,9 +55,16 @@ pub struct PreprocessParams {
     pub detect_every: usize,
     /// `tracked`, `largest`, `most_confident` or `official`.
     pub policy: String,
-    /// Between full detections: `refine` or `hold`.
+    /// Between full detections: `landmarks` (follow the face with its landmarks and detect
+    /// again when it looks lost), `refine` or `hold`.
     pub between: String,
     pub min_iou: f32,
+    /// `between = "landmarks"`: detect again when the box implied by a frame's landmarks has
+    /// IoU below this with the box it was cut from.
+    pub lost_min_iou: f32,
+    /// `between = "landmarks"`: detect again when consecutive crops' 16×16 gray thumbnails
+    /// differ by more than this on average (0–255).
+    pub lost_max_thumb_diff: f32,
     /// Box growth on each side, as a fraction of its width / height (official: 0.25).
     pub pad_x: f32,
     pub pad_y: f32,
@@ -64,7 +72,7 @@ pub struct PreprocessParams {
     pub size: u32,
     /// `linear` (official) or `area`.
     pub interpolation: String,
-    /// `med` (fast lossless, default), `png` or `raw`.
+    /// `med_pack` (fastest lossless, default), `med` (MED + zstd, smaller), `png` or `raw`.
     pub codec: String,
     /// zstd level of the `med` codec.
     pub zstd_level: i32,
@@ -91,13 +99,15 @@ impl Default for PreprocessParams {
             min_face_fraction: m.min_face_fraction,
             detect_every: d.track.detect_every,
             policy: "tracked".into(),
-            between: "refine".into(),
+            between: "landmarks".into(),
             min_iou: d.track.min_iou,
+            lost_min_iou: d.track.lost.min_iou,
+            lost_max_thumb_diff: d.track.lost.max_thumb_diff,
             pad_x: d.crop.pad_x,
             pad_y: d.crop.pad_y,
             size: d.crop.out_width,
             interpolation: "linear".into(),
-            codec: "med".into(),
+            codec: "med_pack".into(),
             zstd_level: 1,
             landmarks: true,
             predictor: DEBIAN_PREDICTOR.into(),
@@ -108,9 +118,9 @@ impl Default for PreprocessParams {
 
 const DETECTORS: [&str; 2] = ["mtcnn", "haar"];
 const POLICIES: [&str; 4] = ["tracked", "largest", "most_confident", "official"];
-const BETWEEN: [&str; 2] = ["refine", "hold"];
+const BETWEEN: [&str; 3] = ["refine", "hold", "landmarks"];
 const INTERPOLATIONS: [&str; 2] = ["linear", "area"];
-const CODECS: [&str; 3] = ["med", "png", "raw"];
+const CODECS: [&str; 4] = ["med_pack", "med", "png", "raw"];
 
 fn choice(p: &mut Vec<ParamProblem>, field: &str, value: &str, allowed: &[&str]) {
     if !allowed.contains(&value) {
@@ -162,10 +172,14 @@ impl PreprocessParams {
                 },
                 detect_every: self.detect_every,
                 min_iou: self.min_iou,
-                between: if self.between == "hold" {
-                    Between::Hold
-                } else {
-                    Between::Refine
+                between: match self.between.as_str() {
+                    "hold" => Between::Hold,
+                    "landmarks" => Between::Landmarks,
+                    _ => Between::Refine,
+                },
+                lost: LostRule {
+                    min_iou: self.lost_min_iou,
+                    max_thumb_diff: self.lost_max_thumb_diff,
                 },
             },
             crop: CropParams {
@@ -182,6 +196,7 @@ impl PreprocessParams {
             codec: match self.codec.as_str() {
                 "png" => ImageCodec::Png,
                 "raw" => ImageCodec::Raw,
+                "med_pack" => ImageCodec::MedPack,
                 _ => ImageCodec::Med {
                     zstd_level: self.zstd_level,
                 },
@@ -213,6 +228,14 @@ impl Params for PreprocessParams {
         );
         range(&mut p, "detect_every", self.detect_every, 1, 10_000);
         range(&mut p, "min_iou", self.min_iou, 0.0, 1.0);
+        range(&mut p, "lost_min_iou", self.lost_min_iou, 0.0, 1.0);
+        range(
+            &mut p,
+            "lost_max_thumb_diff",
+            self.lost_max_thumb_diff,
+            0.0,
+            255.0,
+        );
         range(&mut p, "pad_x", self.pad_x, 0.0, 4.0);
         range(&mut p, "pad_y", self.pad_y, 0.0, 4.0);
         range(&mut p, "size", self.size, 16, 4096);

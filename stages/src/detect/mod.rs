@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 pub use haar::{HaarDetector, HaarParams};
 pub use mtcnn::{Mtcnn, MtcnnParams};
-pub use track::{Between, FacePolicy, FaceTracker, FrameFace, TrackParams, TrackStats};
+pub use track::{Between, FacePolicy, FaceTracker, FrameFace, LostRule, TrackParams, TrackStats};
 
 use crate::rgb::RgbView;
 
